@@ -1,0 +1,115 @@
+"""Settings for every rtfd process, read from RTFD_* environment variables (and an optional .env file).
+
+One class, one place: each client asks it for its own configuration dict instead of hard-coding hosts.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rtfd import topology
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTFD_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Path(".rtfd")
+    """Logs, data, pid files and generated secrets of the native stack."""
+    port_offset: int = 0
+    """Added to every native port, so a second stack (the tests') can run beside the first."""
+    bootstrap_servers: str | None = None
+    """Kafka bootstrap servers; default: the native stack's brokers."""
+    registry_url: str | None = None
+    """Schema registry URL; default: the native registry."""
+    pg_dsn: SecretStr | None = None
+    """An existing PostgreSQL database; when unset `rtfd up` runs a private cluster in the state folder."""
+    pg_password: SecretStr = SecretStr("rtfd")
+    """Password of the `rtfd` role in the private PostgreSQL cluster."""
+    card_token_key: SecretStr | None = None
+    """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
+    pg_os_user: str = "postgres"
+    """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
+
+    # --- derived ------------------------------------------------------------------------------------------
+    def port(self, base: int) -> int:
+        return base + self.port_offset
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def stack_info(self) -> dict:
+        """What the last `rtfd up` recorded (broker count and so on); empty if it never ran."""
+        try:
+            return json.loads(self.stack_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    @property
+    def broker_count(self) -> int:
+        return int(self.stack_info().get("brokers", len(topology.BROKER_PORTS)))
+
+    @cached_property
+    def kafka_bootstrap(self) -> str:
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        ports = topology.BROKER_PORTS[: self.broker_count]
+        return ",".join(f"127.0.0.1:{self.port(p)}" for p in ports)
+
+    @cached_property
+    def registry(self) -> str:
+        return self.registry_url or f"http://127.0.0.1:{self.port(topology.REGISTRY_PORT)}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        if self.pg_dsn is not None:
+            return self.pg_dsn.get_secret_value()
+        pw = self.pg_password.get_secret_value()
+        return f"postgresql://rtfd:{pw}@127.0.0.1:{self.port(topology.POSTGRES_PORT)}/rtfd"
+
+    @property
+    def managed_postgres(self) -> bool:
+        return self.pg_dsn is None
+
+    def card_key(self) -> bytes:
+        """The card-token HMAC key: RTFD_CARD_TOKEN_KEY, else one generated once into the state folder."""
+        if self.card_token_key is not None:
+            return self.card_token_key.get_secret_value().encode()
+        path = self.state_dir / "secrets" / "card_token_key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+    # --- client configuration -----------------------------------------------------------------------------
+    def kafka_producer_conf(self, **extra) -> dict:
+        conf = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+        conf.update(extra)
+        return conf
+
+    def kafka_consumer_conf(self, group_id: str, **extra) -> dict:
+        conf = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "group.id": group_id,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+        conf.update(extra)
+        return conf
+
+    def registry_conf(self) -> dict:
+        return {"url": self.registry}

@@ -16,7 +16,7 @@ status:
 	$(BIN)/rtfd status
 
 test: install lint
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -24,6 +24,8 @@ lint: install
 install: $(VENV)/.installed jars
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11+ is required (found: $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -32,6 +34,8 @@ $(VENV)/.installed: pyproject.toml
 jars: .jvm/kafka/.resolved
 
 .jvm/kafka/.resolved: jvm/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars: apt-get install maven / brew install maven"; exit 1; }
+	@command -v java >/dev/null || { echo "Java 17+ is required: apt-get install openjdk-17-jre-headless / brew install openjdk@17"; exit 1; }
 	rm -rf .jvm/kafka
 	mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jvm/kafka
 	touch $@

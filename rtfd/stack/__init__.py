@@ -1,0 +1,214 @@
+"""The native stack: every component as a real, supervised process on this machine.
+
+Order of `up`: PostgreSQL (+ migrations) -> Kafka controller -> brokers -> topics -> schema registry
+(+ contracts) -> bank producers. `down` stops them in reverse. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+import rtfd
+from rtfd import topology
+from rtfd.config import Settings
+from rtfd.stack import kafka, postgres
+from rtfd.stack.process import ManagedProcess, StackError, port_open
+
+__all__ = ["NativeStack", "StackError"]
+
+PROJECT_ROOT = Path(rtfd.__file__).resolve().parents[1]
+DEFAULT_BANK_TPS = 20
+
+
+def jvm_dir() -> Path:
+    return Path(os.environ.get("RTFD_JVM_DIR", PROJECT_ROOT / ".jvm"))
+
+
+class NativeStack:
+    def __init__(self, settings: Settings, progress: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.state = settings.state_dir.resolve()
+        self.say = progress or (lambda _msg: None)
+        # children see the same settings (state folder, ports) as this process
+        self.child_env = {"RTFD_STATE_DIR": str(self.state), "RTFD_PORT_OFFSET": str(settings.port_offset)}
+        self.kafka = kafka.KafkaCluster(settings, jvm_dir(), self.child_env)
+        self.pg = postgres.PrivatePostgres(settings)
+
+    # --- the component list ---------------------------------------------------------------------------------
+    def _python_process(self, name: str, args: list[str], port: int | None = None) -> ManagedProcess:
+        return ManagedProcess(
+            name=name,
+            cmd=[sys.executable, *args],
+            run_dir=self.state / "run",
+            log_dir=self.state / "logs",
+            port=port,
+            env={**self.child_env, "PYTHONUNBUFFERED": "1"},
+            cwd=PROJECT_ROOT,
+        )
+
+    def registry(self) -> ManagedProcess:
+        return self._python_process(
+            "registry", ["-m", "services.registry"], port=self.settings.port(topology.REGISTRY_PORT)
+        )
+
+    def producer(self, bank: str, tps: int = DEFAULT_BANK_TPS) -> ManagedProcess:
+        version = "1" if bank == "bank-a" else "2"  # Bank A still writes v1: mixed writers, as in real life
+        return self._python_process(
+            f"producer-{bank}",
+            ["-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(tps), "--schema-version", version],
+        )
+
+    def supervisor(self) -> ManagedProcess:
+        return self._python_process("supervisor", ["-m", "rtfd.stack.supervisor"])
+
+    def components(self) -> list[ManagedProcess]:
+        """Every component this state folder may run, in start order."""
+        info = self.settings.stack_info()
+        procs = [self.pg.process()] if self.settings.managed_postgres else []
+        procs += self.kafka.processes(info.get("brokers", 3))
+        procs.append(self.registry())
+        procs += [self.producer(bank, info.get("tps", DEFAULT_BANK_TPS)) for bank in info.get("banks", [])]
+        return procs
+
+    def component(self, name: str) -> ManagedProcess:
+        for proc in self.all_known():
+            if proc.name == name:
+                return proc
+        names = ", ".join(p.name for p in self.all_known())
+        raise StackError(f"no component named {name!r}; known: {names}")
+
+    def all_known(self) -> list[ManagedProcess]:
+        """Components plus any process with a pid file (e.g. a producer from an earlier `up`)."""
+        procs = {p.name: p for p in [*self.components(), self.supervisor()]}
+        for pid_file in sorted((self.state / "run").glob("*.pid")):
+            name = pid_file.stem
+            if name not in procs and name.startswith("producer-"):
+                procs[name] = self.producer(name.removeprefix("producer-"))
+        return list(procs.values())
+
+    # --- up -------------------------------------------------------------------------------------------------
+    def up(self, brokers: int = 3, banks: tuple[str, ...] = topology.DEFAULT_BANKS, tps: int = DEFAULT_BANK_TPS):
+        self.state.mkdir(parents=True, exist_ok=True)
+        info = self.settings.stack_info()
+        if info and info.get("brokers") != brokers and any(p.is_running() for p in self.components()):
+            raise StackError(
+                f"a stack with {info.get('brokers')} broker(s) is running from {self.state}; "
+                "`rtfd down` first (add --purge to change the topology)."
+            )
+        self.supervisor().stop()  # it restarts what `up` is about to start; back at the end
+        self.settings.stack_file.write_text(json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps}))
+
+        if self.settings.managed_postgres:
+            if self.pg.initialise():
+                self.say("postgres: initialised a new cluster")
+            self._start(self.pg.process(), lambda: postgres.can_connect(self._pg_admin_dsn()), 60)
+            self.pg.create_database()
+        else:
+            self.say("postgres: using RTFD_PG_DSN")
+        applied = postgres.migrate(self.settings.postgres_dsn)
+        self.say(f"postgres: migrations applied: {', '.join(applied) or 'none pending'}")
+
+        self.kafka.configure(brokers)
+        controller, *rest = self.kafka.processes(brokers)
+        self._start(controller, lambda: port_open(controller.port), 90)
+        self._start_all(rest, lambda p: port_open(p.port), 90)  # brokers boot in parallel
+        self._wait(lambda: kafka.live_broker_count(self.settings) >= brokers, 120, f"{brokers} broker(s) registered")
+        created = kafka.ensure_topics(self.settings, brokers)
+        self.say(f"kafka: topics created: {', '.join(created) or 'all present'}")
+
+        registry = self.registry()
+        self._start(registry, lambda: httpx.get(f"{self.settings.registry}/subjects", timeout=2).is_success, 60)
+        from schemas.registration import register_all
+
+        ids = register_all(self.settings.registry_conf())
+        self.say("registry: contracts registered: " + ", ".join(f"{s} {v}" for s, v in ids.items()))
+
+        for bank in banks:
+            self._start(self.producer(bank, tps), lambda: True, 0)
+        self._start(self.supervisor(), lambda: True, 0)
+        self.say("up: every component is running; see `rtfd status`")
+
+    def _start_all(self, procs: list[ManagedProcess], ready: Callable[[ManagedProcess], bool], timeout: float):
+        started = time.monotonic()
+        fresh = []
+        for proc in procs:
+            if proc.is_running():
+                self.say(f"{proc.name}: already running (pid {proc.pid})")
+            else:
+                proc.start()
+                fresh.append(proc)
+        for proc in fresh:
+            proc.wait_ready(lambda p=proc: ready(p), max(1.0, timeout - (time.monotonic() - started)))
+            self.say(f"{proc.name}: started (pid {proc.pid}, port {proc.port}) in {time.monotonic() - started:.1f}s")
+
+    def _pg_admin_dsn(self) -> str:
+        return self.settings.postgres_dsn.rsplit("/", 1)[0] + "/postgres"
+
+    def _start(self, proc: ManagedProcess, ready: Callable[[], bool], timeout: float) -> None:
+        if proc.is_running():
+            self.say(f"{proc.name}: already running (pid {proc.pid})")
+            return
+        started = time.monotonic()
+        pid = proc.start()
+        if timeout:
+            proc.wait_ready(ready, timeout)
+        else:  # no readiness probe: make sure it survives its first second
+            time.sleep(1.0)
+            proc.wait_ready(lambda: True, 1)
+        port = f", port {proc.port}" if proc.port else ""
+        self.say(f"{proc.name}: started (pid {pid}{port}) in {time.monotonic() - started:.1f}s")
+
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except Exception:  # noqa: BLE001 - not yet
+                pass
+            time.sleep(0.5)
+        raise StackError(f"timed out after {timeout:.0f}s waiting for {what}; see `rtfd logs NAME`")
+
+    # --- down -----------------------------------------------------------------------------------------------
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop in reverse start order; brokers before the controller so they shut down cleanly."""
+        stopped = []
+        procs = self.all_known()
+        brokers = [p for p in procs if p.name.startswith("kafka-") and p.name != "kafka-controller"]
+        others = [p for p in procs if p not in brokers]
+        # producers and registry first, then brokers together, then controller/combined node, then postgres
+        tiers = [
+            [p for p in others if p.name == "supervisor"],  # first, so nothing gets restarted
+            [p for p in others if p.name.startswith("producer-") or p.name == "registry"],
+            brokers,
+            [p for p in others if p.name in ("kafka-controller", "kafka")],
+            [p for p in others if p.name == "postgres"],
+        ]
+        for tier in tiers:
+            live = [p for p in tier if p.is_running()]
+            for p in live:
+                p.signal(p.stop_signal)
+            for p in live:
+                p.wait_stopped(p.stop_timeout)
+                stopped.append(p.name)
+                self.say(f"{p.name}: stopped")
+        if purge and self.state.exists():
+            if not (self.state / "stack.json").exists() and self.state.name != ".rtfd":
+                raise StackError(f"refusing to purge {self.state}: it does not look like an rtfd state folder")
+            shutil.rmtree(self.state)
+            self.say(f"purged {self.state}")
+        return stopped
+
+    # --- status ---------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        from rtfd.stack.status import collect
+
+        return collect(self)

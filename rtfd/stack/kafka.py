@@ -1,0 +1,266 @@
+"""Apache Kafka in KRaft mode from its Maven Central jars: one controller and N brokers, or one combined node.
+
+The design's topology: a dedicated controller (port 19093) and three brokers (client ports 9092-9094).
+Storage is formatted on first start and kept across restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from rtfd import topology
+from rtfd.config import Settings
+from rtfd.stack.process import ManagedProcess, StackError
+
+LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c{1})%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def java_binary() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(
+            "Java 17+ is required for Kafka but `java` is not on PATH. "
+            "Install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17)."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        major = int(out.split('"')[1].split(".")[0])
+    except (IndexError, ValueError):
+        major = 0
+    if major and major < 17:
+        raise StackError(f"Kafka 4.x needs Java 17 or newer; `java -version` says: {out.splitlines()[0]}")
+    return java
+
+
+def kafka_classpath(jvm_dir: Path) -> str:
+    jars = jvm_dir / "kafka"
+    if not (jars / ".resolved").exists():
+        raise StackError(
+            f"the Kafka jars are not in {jars}. Run `make install` (it resolves them with Maven from "
+            "jvm/kafka/pom.xml; install Maven first if `mvn` is missing)."
+        )
+    return f"{jars}/*"
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    roles: tuple[str, ...]  # ("controller",), ("broker",) or both
+    client_port: int | None
+    controller_port: int | None
+
+    @property
+    def name(self) -> str:
+        if self.roles == ("controller",):
+            return "kafka-controller"
+        if "controller" in self.roles:
+            return "kafka"
+        return f"kafka-{self.node_id - 1}"
+
+
+def plan_nodes(settings: Settings, brokers: int) -> list[KafkaNode]:
+    """One dedicated controller plus `brokers` brokers, or a single combined node for --brokers 1."""
+    ctrl = settings.port(topology.CONTROLLER_PORT)
+    if brokers == 1:
+        return [KafkaNode(1, ("broker", "controller"), settings.port(topology.BROKER_PORTS[0]), ctrl)]
+    if not 1 <= brokers <= len(topology.BROKER_PORTS):
+        raise StackError(f"--brokers must be 1..{len(topology.BROKER_PORTS)} (got {brokers})")
+    nodes = [KafkaNode(1, ("controller",), None, ctrl)]
+    nodes += [
+        KafkaNode(i + 2, ("broker",), settings.port(topology.BROKER_PORTS[i]), None) for i in range(brokers)
+    ]
+    return nodes
+
+
+def server_properties(node: KafkaNode, nodes: list[KafkaNode], data_dir: Path) -> str:
+    brokers = sum("broker" in n.roles for n in nodes)
+    controller = next(n for n in nodes if "controller" in n.roles)
+    listeners, advertised = [], []
+    if node.client_port:
+        listeners.append(f"PLAINTEXT://127.0.0.1:{node.client_port}")
+        advertised.append(f"PLAINTEXT://127.0.0.1:{node.client_port}")
+    if node.controller_port:
+        listeners.append(f"CONTROLLER://127.0.0.1:{node.controller_port}")
+    props = {
+        "process.roles": ",".join(node.roles),
+        "node.id": node.node_id,
+        "controller.quorum.voters": f"{controller.node_id}@127.0.0.1:{controller.controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "listeners": ",".join(listeners),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": 3,
+        "default.replication.factor": min(3, brokers),
+        "min.insync.replicas": 1,
+        "offsets.topic.replication.factor": min(3, brokers),
+        "transaction.state.log.replication.factor": min(3, brokers),
+        "transaction.state.log.min.isr": min(2, brokers),
+        "share.coordinator.state.topic.replication.factor": min(3, brokers),
+        "share.coordinator.state.topic.min.isr": min(2, brokers),
+        "group.initial.rebalance.delay.ms": 0,
+        "auto.create.topics.enable": "false",
+        "log.retention.hours": 168,
+    }
+    if advertised:
+        props["advertised.listeners"] = ",".join(advertised)
+        props["inter.broker.listener.name"] = "PLAINTEXT"
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+class KafkaCluster:
+    """Configures, formats and describes the native KRaft cluster under <state>/kafka."""
+
+    def __init__(self, settings: Settings, jvm_dir: Path, env: dict[str, str]):
+        self.settings = settings
+        self.jvm_dir = jvm_dir
+        self.env = env
+        self.root = settings.state_dir.resolve() / "kafka"
+
+    def processes(self, brokers: int) -> list[ManagedProcess]:
+        return [self.process(node) for node in plan_nodes(self.settings, brokers)]
+
+    def process(self, node: KafkaNode) -> ManagedProcess:
+        heap = "-Xmx256m" if node.roles == ("controller",) else "-Xmx768m"
+        cmd = [
+            "java", "-Xms128m", heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+            "-cp", kafka_classpath(self.jvm_dir), "kafka.Kafka", str(self.root / node.name / "server.properties"),
+        ]  # fmt: skip
+        return ManagedProcess(
+            name=node.name,
+            cmd=cmd,
+            run_dir=self.settings.state_dir.resolve() / "run",
+            log_dir=self.settings.state_dir.resolve() / "logs",
+            port=node.client_port or node.controller_port,
+            env=self.env,
+            stop_timeout=60.0,
+        )
+
+    def configure(self, brokers: int) -> None:
+        """Write configs and format storage once; refuse to reuse state of another topology."""
+        java = java_binary()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "log4j2.properties").write_text(LOG4J2)
+        id_file = self.root / "cluster_id"
+        topology_file = self.root / "topology"
+        wanted = f"brokers={brokers}"
+        if topology_file.exists() and topology_file.read_text().strip() != wanted:
+            raise StackError(
+                f"{self.root} holds a cluster with {topology_file.read_text().strip()}, not {wanted}. "
+                "Run `rtfd down --purge` to start over with the new topology."
+            )
+        if not id_file.exists():
+            id_file.write_text(new_cluster_id())
+        topology_file.write_text(wanted)
+        cluster_id = id_file.read_text().strip()
+        nodes = plan_nodes(self.settings, brokers)
+        for node in nodes:
+            node_dir = self.root / node.name
+            data = node_dir / "data"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            props = node_dir / "server.properties"
+            props.write_text(server_properties(node, nodes, data))
+            if (data / "meta.properties").exists():
+                continue
+            result = subprocess.run(
+                [java, "-cp", kafka_classpath(self.jvm_dir), "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise StackError(f"formatting {node.name} storage failed:\n{result.stdout}{result.stderr}")
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 5000})
+
+
+def live_broker_count(settings: Settings) -> int:
+    return len(admin(settings).list_topics(timeout=5).brokers)
+
+
+def ensure_topics(settings: Settings, brokers: int) -> list[str]:
+    """Create the platform's topics if missing (replication adapts to the broker count); return created."""
+    client = admin(settings)
+    existing = set(client.list_topics(timeout=10).topics)
+    new = []
+    for spec in topology.TOPICS:
+        if spec.name in existing:
+            continue
+        replication = min(spec.replication, brokers)
+        config = dict(spec.config)
+        if "min.insync.replicas" in config:
+            config["min.insync.replicas"] = str(min(int(config["min.insync.replicas"]), replication))
+        new.append(NewTopic(spec.name, spec.partitions, replication, config=config))
+    created = []
+    for name, future in (client.create_topics(new, operation_timeout=30).items() if new else []):
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"creating topic {name} failed: {exc}") from exc
+    return created
+
+
+def describe_topics(settings: Settings) -> list[dict]:
+    """Partitions, replicas and in-sync replicas of the platform's topics (for `rtfd status`)."""
+    client = admin(settings)
+    meta = client.list_topics(timeout=5)
+    rows = []
+    for spec in topology.TOPICS:
+        topic = meta.topics.get(spec.name)
+        if topic is None or topic.error is not None:
+            rows.append({"topic": spec.name, "exists": False})
+            continue
+        parts = topic.partitions.values()
+        rows.append(
+            {
+                "topic": spec.name,
+                "exists": True,
+                "partitions": len(parts),
+                "replication": min((len(p.replicas) for p in parts), default=0),
+                "min_isr": min((len(p.isrs) for p in parts), default=0),
+                "under_replicated": sum(len(p.isrs) < len(p.replicas) for p in parts),
+                "offline": sum(p.leader < 0 for p in parts),
+            }
+        )
+    configs = client.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, r["topic"]) for r in rows if r["exists"]]
+    )
+    for resource, future in configs.items():
+        try:
+            entries = future.result(timeout=5)
+        except Exception:  # noqa: BLE001 - status is best effort
+            continue
+        for row in rows:
+            if row["topic"] == resource.name:
+                row["cleanup_policy"] = entries["cleanup.policy"].value
+                row["min_insync_replicas"] = entries["min.insync.replicas"].value
+    return rows

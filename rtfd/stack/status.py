@@ -1,0 +1,90 @@
+"""`rtfd status`: each component (up/down, pid, port), topics with partitions and in-sync replicas,
+consumer-group lag and archive row counts. Every probe is best effort: a down part is reported, not fatal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+from rtfd.stack import kafka, postgres
+
+if TYPE_CHECKING:
+    from rtfd.stack import NativeStack
+
+
+def consumer_lag(settings) -> list[dict]:
+    """Committed offset vs. high watermark for every consumer group, summed per group and topic."""
+    client = kafka.admin(settings)
+    groups = client.list_consumer_groups(request_timeout=5).result()
+    rows = []
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
+    try:
+        for listing in sorted(groups.valid, key=lambda g: g.group_id):
+            futures = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(listing.group_id)])
+            committed = futures[listing.group_id].result(timeout=5).topic_partitions
+            per_topic: dict[str, int] = {}
+            for tp in committed:
+                if tp.offset < 0:
+                    continue
+                _low, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - tp.offset)
+            for topic, lag in sorted(per_topic.items()):
+                rows.append({"group": listing.group_id, "topic": topic, "lag": lag})
+    finally:
+        probe.close()
+    return rows
+
+
+def collect(stack: NativeStack) -> dict:
+    settings = stack.settings
+    components = []
+    for proc in stack.all_known():
+        components.append(
+            {"name": proc.name, "state": "up" if proc.is_running() else "down", "pid": proc.pid, "port": proc.port}
+        )
+    report: dict = {"state_dir": str(stack.state), "components": components}
+    try:
+        report["topics"] = kafka.describe_topics(settings)
+        report["consumer_groups"] = consumer_lag(settings)
+    except Exception as exc:  # noqa: BLE001
+        report["kafka_error"] = f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}"
+    try:
+        report["rows"] = postgres.row_counts(settings.postgres_dsn)
+    except Exception as exc:  # noqa: BLE001
+        report["postgres_error"] = f"PostgreSQL unreachable: {exc.__class__.__name__}: {exc}"
+    return report
+
+
+def render(report: dict) -> str:
+    lines = [f"state folder: {report['state_dir']}", "", f"{'COMPONENT':<22}{'STATE':<7}{'PID':<9}PORT"]
+    for c in report["components"]:
+        lines.append(f"{c['name']:<22}{c['state']:<7}{c['pid'] or '-'!s:<9}{c['port'] or '-'}")
+    lines.append("")
+    if "kafka_error" in report:
+        lines.append(report["kafka_error"])
+    else:
+        lines.append(f"{'TOPIC':<20}{'PARTS':<7}{'RF':<4}{'ISR(min)':<14}{'UNDER-REPL':<12}CONFIG")
+        for t in report["topics"]:
+            if not t["exists"]:
+                lines.append(f"{t['topic']:<20}missing")
+                continue
+            cfg = f"min.insync.replicas={t.get('min_insync_replicas', '?')} cleanup={t.get('cleanup_policy', '?')}"
+            lines.append(
+                f"{t['topic']:<20}{t['partitions']:<7}{t['replication']:<4}{t['min_isr']:<14}"
+                f"{t['under_replicated']:<12}{cfg}"
+            )
+        lines.append("")
+        if report["consumer_groups"]:
+            lines.append(f"{'CONSUMER GROUP':<30}{'TOPIC':<20}LAG")
+            for g in report["consumer_groups"]:
+                lines.append(f"{g['group']:<30}{g['topic']:<20}{g['lag']}")
+        else:
+            lines.append("consumer groups: none yet")
+    lines.append("")
+    if "postgres_error" in report:
+        lines.append(report["postgres_error"])
+    else:
+        for table, n in report["rows"].items():
+            lines.append(f"rows in {table}: {'(table missing)' if n is None else n}")
+    return "\n".join(lines)

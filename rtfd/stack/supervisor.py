@@ -1,0 +1,65 @@
+"""The supervisor: a small process that restarts any stack component that dies, with a restart budget.
+
+`rtfd up` starts it last; `rtfd down` stops it first, so a deliberate stop is never undone.
+Run as `python -m rtfd.stack.supervisor` with the stack's RTFD_* environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import defaultdict, deque
+
+from rtfd.config import Settings
+
+CHECK_EVERY_S = 2.0
+MAX_RESTARTS = 5  # per component within RESTART_WINDOW_S; past that it stays down and the log says why
+RESTART_WINDOW_S = 120.0
+
+log = logging.getLogger("rtfd.supervisor")
+
+
+def main() -> None:
+    from rtfd.stack import NativeStack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    running = True
+
+    def stop(_signum, _frame):
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stack = NativeStack(Settings())
+    restarts: dict[str, deque[float]] = defaultdict(deque)
+    given_up: set[str] = set()
+    log.info("supervising %s", ", ".join(p.name for p in stack.components()))
+    while running:
+        for proc in stack.components():
+            if not running or proc.name in given_up or proc.is_running():
+                continue
+            window = restarts[proc.name]
+            now = time.monotonic()
+            while window and now - window[0] > RESTART_WINDOW_S:
+                window.popleft()
+            if len(window) >= MAX_RESTARTS:
+                given_up.add(proc.name)
+                log.error("%s died %d times in %.0fs; leaving it down. Last log lines:\n%s",
+                          proc.name, MAX_RESTARTS, RESTART_WINDOW_S, proc.tail(15))
+                continue
+            window.append(now)
+            try:
+                pid = proc.start()
+                log.warning("%s was down; restarted it (pid %d)", proc.name, pid)
+            except Exception as exc:  # noqa: BLE001 - e.g. its port still held; retry next round
+                log.warning("%s is down and could not be restarted yet: %s", proc.name, exc)
+        deadline = time.monotonic() + CHECK_EVERY_S
+        while running and time.monotonic() < deadline:
+            time.sleep(0.2)
+    log.info("supervisor stopped")
+
+
+if __name__ == "__main__":
+    main()

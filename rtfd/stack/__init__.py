@@ -103,9 +103,10 @@ class NativeStack:
                 f"a stack with {info.get('brokers')} broker(s) is running from {self.state}; "
                 "`rtfd down` first (add --purge to change the topology)."
             )
-        self.supervisor().stop()  # it restarts what `up` is about to start; back at the end
         self.settings.stack_file.write_text(json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps}))
 
+        if not all(p.is_running() for p in self.components()):
+            self.supervisor().stop()  # it would race `up` to restart the missing parts; back at the end
         if self.settings.managed_postgres:
             if self.pg.initialise():
                 self.say("postgres: initialised a new cluster")

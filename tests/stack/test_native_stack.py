@@ -54,13 +54,13 @@ def test_up_twice_is_a_noop_and_down_leaves_nothing():
     native = NativeStack(settings)
     try:
         native.up(brokers=1, banks=())
-        pids = {p.name: p.pid for p in native.components()}
+        pids = {p.name: p.pid for p in native.all_known()}
         assert all(pids.values()), pids
         before = {p.pid for p in processes_under(state)}
 
         messages: list[str] = []
         NativeStack(settings, progress=messages.append).up(brokers=1, banks=())
-        assert {p.name: p.pid for p in native.components()} == pids
+        assert {p.name: p.pid for p in native.all_known()} == pids
         assert {p.pid for p in processes_under(state)} == before
         assert [m for m in messages if ": started (" in m] == []
         assert sum("already running" in m for m in messages) == len(pids)

@@ -1,0 +1,1 @@
+"""Services around the stream: bank producers, file replay, label loading, registry, alert consumer."""

@@ -1,0 +1,1 @@
+"""Replay of transaction files into Kafka, and loading of fraud label files."""

@@ -36,6 +36,19 @@ def consumer_lag(settings) -> list[dict]:
     return rows
 
 
+def add_message_counts(settings, topics: list[dict]) -> None:
+    """Messages currently in each topic (high minus low watermark, summed over partitions)."""
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
+    try:
+        for row in topics:
+            if row["exists"]:
+                marks = [probe.get_watermark_offsets(TopicPartition(row["topic"], p), timeout=5)
+                         for p in range(row["partitions"])]
+                row["messages"] = sum(high - low for low, high in marks)
+    finally:
+        probe.close()
+
+
 def collect(stack: NativeStack) -> dict:
     settings = stack.settings
     components = []
@@ -46,6 +59,7 @@ def collect(stack: NativeStack) -> dict:
     report: dict = {"state_dir": str(stack.state), "components": components}
     try:
         report["topics"] = kafka.describe_topics(settings)
+        add_message_counts(settings, report["topics"])
         report["consumer_groups"] = consumer_lag(settings)
     except Exception as exc:  # noqa: BLE001
         report["kafka_error"] = f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}"
@@ -64,15 +78,15 @@ def render(report: dict) -> str:
     if "kafka_error" in report:
         lines.append(report["kafka_error"])
     else:
-        lines.append(f"{'TOPIC':<20}{'PARTS':<7}{'RF':<4}{'ISR(min)':<14}{'UNDER-REPL':<12}CONFIG")
+        lines.append(f"{'TOPIC':<20}{'PARTS':<7}{'RF':<4}{'ISR(min)':<10}{'UNDER-REPL':<12}{'MESSAGES':<11}CONFIG")
         for t in report["topics"]:
             if not t["exists"]:
                 lines.append(f"{t['topic']:<20}missing")
                 continue
             cfg = f"min.insync.replicas={t.get('min_insync_replicas', '?')} cleanup={t.get('cleanup_policy', '?')}"
             lines.append(
-                f"{t['topic']:<20}{t['partitions']:<7}{t['replication']:<4}{t['min_isr']:<14}"
-                f"{t['under_replicated']:<12}{cfg}"
+                f"{t['topic']:<20}{t['partitions']:<7}{t['replication']:<4}{t['min_isr']:<10}"
+                f"{t['under_replicated']:<12}{t.get('messages', '?')!s:<11}{cfg}"
             )
         lines.append("")
         if report["consumer_groups"]:

@@ -31,13 +31,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-jars: .jvm/kafka/.resolved
+jars: .jvm/kafka/.resolved .jvm/flink/.resolved
 
 .jvm/kafka/.resolved: jvm/kafka/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars: apt-get install maven / brew install maven"; exit 1; }
 	@command -v java >/dev/null || { echo "Java 17+ is required: apt-get install openjdk-17-jre-headless / brew install openjdk@17"; exit 1; }
 	rm -rf .jvm/kafka
 	mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jvm/kafka
+	touch $@
+
+.jvm/flink/.resolved: jvm/flink/pom.xml
+	rm -rf .jvm/flink
+	mvn -q -B -f jvm/flink/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jvm/flink
 	touch $@
 
 clean:

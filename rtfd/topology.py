@@ -50,3 +50,4 @@ FLINK_UI_PORT = 8081
 
 # Banks that `rtfd up` starts producing by default.
 DEFAULT_BANKS = ("bank-a", "bank-b")
+FLINK_RPC_PORT = 6123  # JobManager RPC; the web UI / REST API is FLINK_UI_PORT

@@ -42,7 +42,8 @@ jars: .jvm/kafka/.resolved .jvm/flink/.resolved
 
 .jvm/flink/.resolved: jvm/flink/pom.xml
 	rm -rf .jvm/flink
-	mvn -q -B -f jvm/flink/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.jvm/flink
+	mvn -q -B -f jvm/flink/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DexcludeArtifactIds=flink-connector-base -DoutputDirectory=$(CURDIR)/.jvm/flink
 	touch $@
 
 clean:

@@ -112,7 +112,7 @@ def run_producer(
                 event = sim.next_event()
                 record = event.record
                 sender.send(topic, tx_serializer, record["card_token"], record,
-                            tx.callback(record["transaction_id"], "transaction"))
+                            tx.callback(record["transaction_id"], "transaction"), timestamp_ms=record["event_time"])
                 if event.is_fraud:
                     report.fraud += 1
                     waiting.append((time.time() + label_delay, event.transaction_id, event.scenario))

@@ -62,12 +62,15 @@ class AvroSender:
         self._keys = StringSerializer("utf_8")
 
     def send(self, topic: str, serializer: AvroSerializer, key: str, value: dict,
-             on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
+             on_delivery: Callable[[KafkaError | None, Message], None], timestamp_ms: int | None = None) -> None:
+        """Produce one record. `timestamp_ms` sets the Kafka record timestamp: for transactions it is the
+        event_time (Kafka's CreateTime convention), which the Flink job uses for event-time watermarks."""
         payload = serializer(value, SerializationContext(topic, MessageField.VALUE))
         key_bytes = self._keys(key, SerializationContext(topic, MessageField.KEY))
+        extra = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
         while True:
             try:
-                self.producer.produce(topic, key=key_bytes, value=payload, on_delivery=on_delivery)
+                self.producer.produce(topic, key=key_bytes, value=payload, on_delivery=on_delivery, **extra)
                 break
             except BufferError:
                 # the local queue is full: let librdkafka deliver some, then retry

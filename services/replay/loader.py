@@ -96,7 +96,9 @@ def load_file(
                     while not pacer.allowance(1):
                         sender.poll(pacer.wait())
                     pacer.took(1)
-                sender.send(topic, serializer, record[key_field], record, deliveries.callback(record[id_field]))
+                # transactions carry their event_time as the Kafka timestamp (labels: the send time)
+                sender.send(topic, serializer, record[key_field], record, deliveries.callback(record[id_field]),
+                            timestamp_ms=record.get("event_time"))
         finally:
             undelivered = sender.flush(60.0)
             if undelivered:

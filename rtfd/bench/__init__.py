@@ -1,0 +1,192 @@
+"""`rtfd bench`: end-to-end throughput and latency of the native pipeline, measured, never assumed.
+
+One run: N bank producer processes drive load into `transactions`; a sampler records every second what was
+produced, archived (rows in PostgreSQL) and alerted, the consumer lag of the Flink job and CPU/memory per
+component; latencies come from the data itself (archive: processed_at - event_time; alert: arrival on
+fraud-alerts - event_time, where event_time is the producer's clock at send). The warm-up is excluded.
+Then a raw Kafka baseline of same-size records runs on the same machine, and the run ends with the
+zero-loss check: every delivered transaction id is in the archive.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+
+import psycopg
+
+from rtfd.config import Settings
+
+
+@dataclass
+class BenchConfig:
+    producers: int = 2
+    tps: float | None = 2000.0  # total across producers; None = as fast as the producers go
+    duration: float = 60.0
+    warmup: float = 15.0
+    fraud_rate: float = 0.005
+    baseline: bool = True
+    out_dir: Path = Path("bench-results")
+    run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+
+    @property
+    def banks(self) -> list[str]:
+        return [f"bench-{self.run_id}-{i}" for i in range(self.producers)]
+
+
+def start_producers(cfg: BenchConfig, ids_dir: Path) -> list[Popen]:
+    per_producer = (cfg.tps / cfg.producers) if cfg.tps else 1e9
+    procs = []
+    for i, bank in enumerate(cfg.banks):
+        cmd = [
+            sys.executable, "-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(per_producer),
+            "--duration", str(cfg.duration), "--fraud-rate", str(cfg.fraud_rate), "--seed", str(1000 + i),
+            "--schema-version", "2" if i % 2 else "1", "--ids-out", str(ids_dir / f"{bank}.ids"),
+            "--label-delay", "5",
+        ]  # fmt: skip
+        procs.append(Popen(cmd, stdout=open(ids_dir / f"{bank}.log", "wb"), stderr=-2))
+    return procs
+
+
+def archived_ids(dsn: str, banks: list[str]) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT transaction_id FROM transactions WHERE bank_id = ANY(%s)", (banks,))
+        return {r[0] for r in rows}
+
+
+def duplicate_rows(dsn: str, banks: list[str]) -> int:
+    # the primary key forbids duplicates; count anyway so the report states it from the data
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT count(*) - count(DISTINCT transaction_id) FROM transactions WHERE bank_id = ANY(%s)", (banks,)
+        ).fetchone()[0]
+
+
+def archive_latency_ms(dsn: str, banks: list[str], after_ms: int) -> dict:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            """
+            SELECT count(*),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM processed_at - event_time) * 1000)
+            FROM transactions
+            WHERE bank_id = ANY(%s) AND event_time >= to_timestamp(%s / 1000.0)
+            """,
+            (banks, after_ms),
+        ).fetchone()
+    count, pct = row
+    values = [round(p, 1) for p in pct] if pct else [None, None, None]
+    return {"rows": count, **dict(zip(("p50", "p95", "p99"), values, strict=True))}
+
+
+def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
+    from rtfd.bench.alerts import AlertLatencyProbe
+    from rtfd.bench.report import write_reports
+    from rtfd.bench.sampler import Sampler
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    ids_dir = Path(tempfile.mkdtemp(prefix=f"rtfd-bench-{cfg.run_id}-"))
+    probe = AlertLatencyProbe(settings, set(cfg.banks))
+    sampler = Sampler(settings, cfg.banks)
+    probe.start()
+    sampler.start()
+    say(f"bench {cfg.run_id}: {cfg.producers} producer(s), "
+        f"{'max rate' if not cfg.tps else f'{cfg.tps:.0f} tx/s'}, {cfg.duration:.0f}s (warm-up {cfg.warmup:.0f}s)")
+    t0_ms = int(time.time() * 1000)
+    procs = start_producers(cfg, ids_dir)
+    for p in procs:
+        p.wait(timeout=cfg.duration + 300)
+    say("producers done; waiting for the pipeline to drain")
+    delivered: set[str] = set()
+    for bank in cfg.banks:
+        path = ids_dir / f"{bank}.ids"
+        if path.exists():
+            delivered |= set(path.read_text().split())
+    drain_deadline = time.monotonic() + 180
+    archived: set[str] = set()
+    while time.monotonic() < drain_deadline:
+        archived = archived_ids(settings.postgres_dsn, cfg.banks)
+        if delivered <= archived:
+            break
+        time.sleep(2)
+    time.sleep(3)  # let the last alerts arrive
+    sampler.stop()
+    probe.stop()
+
+    warm_ms = t0_ms + int(cfg.warmup * 1000)
+    steady = [s for s in sampler.samples if s["t_ms"] >= warm_ms and s["t_ms"] <= t0_ms + cfg.duration * 1000]
+    result = {
+        "run_id": cfg.run_id,
+        "command": " ".join(sys.argv),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+        "machine": machine_info(),
+        "steady_state": summarize(steady),
+        "latency_ms": {
+            "produce_to_archive": archive_latency_ms(settings.postgres_dsn, cfg.banks, warm_ms),
+            "produce_to_alert": probe.percentiles(after_ms=warm_ms),
+        },
+        "zero_loss": {
+            "delivered": len(delivered),
+            "archived": len(archived & delivered),
+            "missing": len(delivered - archived),
+            "duplicate_rows": duplicate_rows(settings.postgres_dsn, cfg.banks),
+            "ok": delivered <= archived,
+        },
+        "producer_exit_codes": [p.returncode for p in procs],
+        "per_component": sampler.component_summary(warm_ms),
+        "timeline": sampler.samples,
+    }
+    if cfg.baseline:
+        from rtfd.bench.baseline import run_baseline, transaction_record_bytes
+
+        say("raw Kafka baseline (same-size records, no Avro, no Flink)")
+        size = transaction_record_bytes()
+        result["baseline"] = run_baseline(settings, records=max(50_000, len(delivered)), size=size)
+        pipeline = result["steady_state"].get("archived_per_s") or 0
+        base = result["baseline"]["end_to_end_per_s"] or 1
+        result["pipeline_vs_baseline"] = round(pipeline / base, 3)
+    paths = write_reports(result, cfg.out_dir)
+    say("wrote " + ", ".join(str(p) for p in paths))
+    return result
+
+
+def summarize(samples: list[dict]) -> dict:
+    if not samples:
+        return {}
+    n = len(samples)
+    keys = ("produced_per_s", "archived_per_s", "alerts_per_s", "dlq_per_s")
+    out = {k: round(sum(s[k] for s in samples) / n, 1) for k in keys}
+    out["max_consumer_lag"] = max(s["lag"] for s in samples)
+    out["seconds"] = n
+    return out
+
+
+def machine_info() -> dict:
+    import os
+    import platform
+
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "run_uuid": uuid.uuid4().hex[:8],
+    }
+
+
+class StoppableThread(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(30)

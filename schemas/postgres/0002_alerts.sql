@@ -35,16 +35,18 @@ CREATE INDEX IF NOT EXISTS alerts_severity_detected_idx ON alerts (severity, det
 CREATE INDEX IF NOT EXISTS alerts_card_detected_idx ON alerts (card_token, detected_at DESC);
 CREATE INDEX IF NOT EXISTS alerts_transaction_idx ON alerts (transaction_id);
 
--- Webhook deliveries, one row per alert the consumer handed to the webhook (only when one is configured).
--- delivered_at NULL = not delivered yet; last_error says why. `rtfd status` counts these.
+-- Webhook notifications (an outbox), one row per new alert while a webhook is configured, written in the
+-- same transaction as the alert. Delivered: delivered_at set. Pending: next_attempt_at set (the webhook
+-- thread retries it then). Given up: neither (out of attempts). last_error says why the last attempt failed.
 CREATE TABLE IF NOT EXISTS alert_notifications (
     alert_id        text        PRIMARY KEY REFERENCES alerts (alert_id) ON DELETE CASCADE,
     attempts        integer     NOT NULL DEFAULT 0,
     last_error      text,
     delivered_at    timestamptz,
+    next_attempt_at timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX IF NOT EXISTS alert_notifications_pending_idx ON alert_notifications (created_at)
+CREATE INDEX IF NOT EXISTS alert_notifications_due_idx ON alert_notifications (next_attempt_at)
     WHERE delivered_at IS NULL;

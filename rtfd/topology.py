@@ -49,6 +49,7 @@ CONTROLLER_PORT = 19093
 REGISTRY_PORT = 8085
 POSTGRES_PORT = 5433  # the private native cluster; 5432 is left to a system PostgreSQL
 FLINK_UI_PORT = 8081
+DASHBOARD_PORT = 5006  # the analysts' Panel dashboard
 
 # Banks that `rtfd up` starts producing by default.
 DEFAULT_BANKS = ("bank-a", "bank-b")

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -41,6 +42,8 @@ class LazyGroup(click.Group):
         "produce": "services.producer.cli:produce",
         "replay": "services.replay.cli:replay",
         "labels": "services.replay.cli:labels",
+        "alerts": "services.alerts.cli:alerts",
+        "rules": "flink.rules.cli:rules",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -66,8 +69,11 @@ def _fail(exc: Exception) -> None:
 @click.option("--extra-banks", type=int, default=0, help="Add N more simulated banks (bank-c, bank-d, ...).")
 @click.option("--tps", type=int, default=20, show_default=True, help="Transactions per second per bank.")
 @click.option("--no-producers", is_flag=True, help="Start the platform without simulated banks.")
-def up(brokers, banks, extra_banks, tps, no_producers):
-    """Start (or complete) the native stack: PostgreSQL, Kafka KRaft, schema registry, bank producers."""
+@click.option("--no-job", is_flag=True, help="Start the Flink cluster but do not submit the fraud job.")
+@click.option("--no-flink", is_flag=True, help="Leave out the Flink cluster (and the job).")
+def up(brokers, banks, extra_banks, tps, no_producers, no_job, no_flink):
+    """Start (or complete) the native stack: PostgreSQL, Kafka KRaft, schema registry, Flink and its job,
+    bank producers."""
     from rtfd.stack import StackError
 
     banks = tuple(banks) or topology.DEFAULT_BANKS
@@ -75,7 +81,7 @@ def up(brokers, banks, extra_banks, tps, no_producers):
     started = time.monotonic()
     click.echo(f"rtfd up: {brokers} broker(s) + controller, banks: {', '.join(banks) if not no_producers else 'none'}")
     try:
-        _stack().up(brokers=brokers, banks=() if no_producers else banks, tps=tps)
+        _stack().up(brokers=brokers, banks=() if no_producers else banks, tps=tps, flink=not no_flink, job=not no_job)
     except StackError as exc:
         _fail(exc)
     click.echo(f"ready in {time.monotonic() - started:.0f}s")
@@ -134,6 +140,116 @@ def logs(name, follow, lines):
 
 
 @cli.group()
+def job():
+    """The Flink fraud-detection job on the native cluster (submit, cancel, savepoint, status)."""
+
+
+def _flink():
+    return _stack(progress=False).flink
+
+
+def _job_id(cluster, job_id: str | None, live: bool = True) -> str:
+    from rtfd.stack import StackError
+    from rtfd.stack.flink import JOB_NAME
+
+    if job_id:
+        return job_id
+    found = cluster.find_job(JOB_NAME, live_only=live)
+    if found is None:
+        raise StackError(f"no {'live ' if live else ''}job named {JOB_NAME} on {cluster.url}; `rtfd job submit`")
+    return found["jid"]
+
+
+@job.command("submit")
+@click.option("--from-savepoint", "savepoint", type=click.Path(exists=True), help="Restore from this savepoint "
+              "or retained checkpoint folder.")
+@click.option("--from-latest", is_flag=True, help="Restore from the newest savepoint or retained checkpoint "
+              "under the state folder.")
+@click.option("--allow-non-restored", is_flag=True, help="Skip saved state that no operator of the job claims.")
+def job_submit(savepoint, from_latest, allow_non_restored):
+    """Submit flink/job.py (nothing happens if the job is already live)."""
+    from pathlib import Path
+
+    from rtfd.stack import StackError
+    from rtfd.stack.flink import JOB_FILE, JOB_NAME
+
+    cluster = _flink()
+    try:
+        live = cluster.find_job(JOB_NAME, live_only=True)
+        if live is not None:
+            click.echo(f"{JOB_NAME} is already {live['state']} ({live['jid']}); nothing to do")
+            return
+        restore = Path(savepoint) if savepoint else cluster.latest_restore_point(JOB_NAME) if from_latest else None
+        if from_latest and restore is None:
+            click.echo("no savepoint or retained checkpoint found; starting with fresh state")
+        click.echo(f"submitting {JOB_FILE}" + (f" from {restore}" if restore else ""))
+        job_id = cluster.submit(JOB_FILE, JOB_NAME, restore, allow_non_restored)
+        cluster.wait_running(job_id)
+    except StackError as exc:
+        _fail(exc)
+    click.echo(f"{JOB_NAME} running: {job_id}  ({cluster.url}/#/job/running/{job_id}/overview)")
+
+
+@job.command("cancel")
+@click.option("--savepoint", "with_savepoint", is_flag=True, help="Stop with a final savepoint (restore later "
+              "with --from-latest).")
+@click.option("--job-id", help="Default: the live job named rtfd-fraud-detection.")
+def job_cancel(with_savepoint, job_id):
+    """Cancel the job (its retained checkpoints stay), or stop it with a savepoint."""
+    from rtfd.stack import StackError
+
+    cluster = _flink()
+    try:
+        job_id = _job_id(cluster, job_id)
+        if with_savepoint:
+            path = cluster.stop_with_savepoint(job_id)
+            click.echo(f"stopped {job_id}; savepoint: {path}")
+        else:
+            cluster.cancel(job_id)
+            click.echo(f"cancelled {job_id}")
+    except StackError as exc:
+        _fail(exc)
+
+
+@job.command("savepoint")
+@click.option("--job-id", help="Default: the live job named rtfd-fraud-detection.")
+def job_savepoint(job_id):
+    """Take a savepoint of the running job and print its folder."""
+    from rtfd.stack import StackError
+
+    cluster = _flink()
+    try:
+        path = cluster.savepoint(_job_id(cluster, job_id))
+    except StackError as exc:
+        _fail(exc)
+    click.echo(str(path))
+
+
+@job.command("status")
+@click.option("--job-id", help="Default: the newest job named rtfd-fraud-detection.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def job_status(job_id, as_json):
+    """State, uptime, tasks with parallelism, last checkpoint and restarts of the job."""
+    import httpx
+
+    from rtfd.stack import StackError
+    from rtfd.stack.status import render_flink
+
+    cluster = _flink()
+    try:
+        cluster.overview()
+    except httpx.HTTPError:
+        _fail(StackError(f"the Flink cluster is not reachable at {cluster.url}; `rtfd up`"))
+    try:
+        report = {**cluster.describe(), "job": cluster.job_status(_job_id(cluster, job_id, live=False))}
+    except StackError as exc:
+        _fail(exc)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else "\n".join(render_flink(report)))
+    if report["job"]["state"] != "RUNNING":
+        sys.exit(3)
+
+
+@cli.group()
 def schemas():
     """The Avro contracts in schemas/avro."""
 
@@ -145,6 +261,32 @@ def schemas_register():
 
     for subject, ids in register_all(Settings().registry_conf()).items():
         click.echo(f"{subject}: schema ids {ids}")
+
+
+@cli.command()
+@click.option("--producers", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Producer processes driving the load.")
+@click.option("--tps", type=float, default=2000, show_default=True,
+              help="Total transactions/s across producers; 0 = as fast as they go.")
+@click.option("--duration", type=float, default=60, show_default=True, help="Seconds of load.")
+@click.option("--warmup", type=float, default=15, show_default=True, help="Seconds excluded from the figures.")
+@click.option("--fraud-rate", type=float, default=0.005, show_default=True)
+@click.option("--no-baseline", is_flag=True, help="Skip the raw Kafka produce+consume baseline.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
+              show_default=True)
+def bench(producers, tps, duration, warmup, fraud_rate, no_baseline, out_dir):
+    """Measure the running native pipeline end to end (throughput, latency, zero loss) beside raw Kafka."""
+    from rtfd.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(producers=producers, tps=tps or None, duration=duration, warmup=warmup,
+                      fraud_rate=fraud_rate, baseline=not no_baseline, out_dir=out_dir)
+    result = run_bench(Settings(), cfg, say=click.echo)
+    from rtfd.bench.report import markdown
+
+    click.echo(markdown(result))
+    if not result["zero_loss"]["ok"]:
+        click.secho("zero-loss check FAILED: delivered transactions are missing from the archive", fg="red", err=True)
+        sys.exit(1)
 
 
 def main() -> None:

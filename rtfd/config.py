@@ -80,14 +80,18 @@ class Settings(BaseSettings):
         """The card-token HMAC key: RTFD_CARD_TOKEN_KEY, else one generated once into the state folder."""
         if self.card_token_key is not None:
             return self.card_token_key.get_secret_value().encode()
-        path = self.state_dir / "secrets" / "card_token_key"
+        return self.state_secret("card_token_key").encode()
+
+    def state_secret(self, name: str) -> str:
+        """A random secret generated once into <state>/secrets/<name> (0600) and kept across restarts."""
+        path = self.state_dir / "secrets" / name
         if not path.exists():
             import secrets
 
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.write_text(secrets.token_hex(32))
+            path.write_text(secrets.token_hex(32 if name.endswith("key") else 12))
             path.chmod(0o600)
-        return path.read_text().strip().encode()
+        return path.read_text().strip()
 
     # --- client configuration -----------------------------------------------------------------------------
     def kafka_producer_conf(self, **extra) -> dict:

@@ -1,7 +1,9 @@
-"""Session fixtures: the real native stack (Kafka KRaft 3+1, PostgreSQL, schema registry), started once.
+"""Session fixtures: the real native stack (Kafka KRaft 3+1, PostgreSQL, schema registry, a Flink cluster
+and, once flink/job.py exists, the fraud job), started once.
 
 Set RTFD_TEST_EXTERNAL_STACK=1 to run the tests against a stack you already started (its RTFD_* settings),
-which makes iterating on one test fast; CI always starts and stops its own.
+which makes iterating on one test fast; CI always starts and stops its own. RTFD_TEST_FLINK_JOB=0 starts the
+Flink cluster without submitting flink/job.py.
 """
 
 from __future__ import annotations
@@ -12,16 +14,40 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rtfd.config import Settings
 
 TEST_PORT_OFFSET = 100  # beside a developer's own `rtfd up` on the default ports
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def processes_under(state: Path) -> list[psutil.Process]:
+    """Every live process started for this state folder: its command line mentions the folder, or its
+    environment carries it (Flink's Python workers), waiting briefly for those already exiting."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(state) in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+            elif proc.pid != os.getpid() and proc.environ().get("RTFD_STATE_DIR") == str(state):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    _gone, alive = psutil.wait_procs(found, timeout=5)
+    return alive
 
 
 @pytest.fixture(scope="session")
-def stack() -> Settings:
-    """Settings pointing at a running native stack with three brokers and no producers."""
+def flink_job_enabled() -> bool:
+    """Whether the session stack runs the fraud job (flink/job.py exists and RTFD_TEST_FLINK_JOB is not 0)."""
+    return os.environ.get("RTFD_TEST_FLINK_JOB", "1") != "0" and (PROJECT_ROOT / "flink" / "job.py").exists()
+
+
+@pytest.fixture(scope="session")
+def stack(flink_job_enabled: bool) -> Settings:
+    """Settings pointing at a running native stack with three brokers, Flink and no producers."""
     if os.environ.get("RTFD_TEST_EXTERNAL_STACK"):
         yield Settings()
         return
@@ -32,11 +58,18 @@ def stack() -> Settings:
     settings = Settings(state_dir=state, port_offset=TEST_PORT_OFFSET)
     native = NativeStack(settings)
     try:
-        native.up(brokers=3, banks=())
+        native.up(brokers=3, banks=(), flink=True, job=flink_job_enabled)
         yield settings
     finally:
         native.down()
+        leftovers = processes_under(state)
+        for proc in leftovers:  # never leave a JVM behind, even when down() missed it
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
         shutil.rmtree(state, ignore_errors=True)
+        assert not leftovers, f"processes outlived `down`: {[p.info['cmdline'][:3] for p in leftovers]}"
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The native stack: every component as a real, supervised process on this machine.
 
 Order of `up`: PostgreSQL (+ migrations) -> Kafka controller -> brokers -> topics -> schema registry
-(+ contracts) -> bank producers. `down` stops them in reverse. Both are idempotent.
+(+ contracts) -> Flink JobManager -> TaskManager -> bank producers -> supervisor -> the Flink job (submitted
+unless it runs, restored from its newest savepoint or retained checkpoint). `down` stops the processes in
+reverse and leaves the job's checkpoints in place. Both are idempotent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import rtfd
 from rtfd import topology
 from rtfd.config import Settings
 from rtfd.stack import kafka, postgres
+from rtfd.stack.flink import JOB_FILE, JOB_NAME, FlinkCluster
 from rtfd.stack.process import ManagedProcess, StackError, port_open
 
 __all__ = ["NativeStack", "StackError"]
@@ -41,6 +44,7 @@ class NativeStack:
         self.child_env = {"RTFD_STATE_DIR": str(self.state), "RTFD_PORT_OFFSET": str(settings.port_offset)}
         self.kafka = kafka.KafkaCluster(settings, jvm_dir(), self.child_env)
         self.pg = postgres.PrivatePostgres(settings)
+        self.flink = FlinkCluster(settings, self.child_env)
 
     # --- the component list ---------------------------------------------------------------------------------
     def _python_process(self, name: str, args: list[str], port: int | None = None) -> ManagedProcess:
@@ -66,6 +70,32 @@ class NativeStack:
             ["-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(tps), "--schema-version", version],
         )
 
+    def alert_consumer(self) -> ManagedProcess:
+        return self._python_process("alert-consumer", ["-m", "services.alerts"])
+
+    def dashboard(self) -> ManagedProcess:
+        proc = self._python_process(
+            "dashboard", ["-m", "dashboards"], port=self.settings.port(topology.DASHBOARD_PORT)
+        )
+        proc.env.update(self.dashboard_env())
+        return proc
+
+    def dashboard_env(self) -> dict[str, str]:
+        """The dashboard connects as the read-mostly role rtfd_dashboard; outside dev mode (no
+        RTFD_DASHBOARD_PASSWORD[_HASH] / RTFD_DASHBOARD_DEV given) its login password is generated once into
+        <state>/secrets/dashboard_password."""
+        from dashboards.role import dashboard_dsn
+
+        env = {}
+        if self.settings.managed_postgres:
+            env["RTFD_DASHBOARD_PG_DSN"] = dashboard_dsn(
+                self.settings.postgres_dsn, self.settings.state_secret("dashboard_db_password")
+            )
+        given = ("RTFD_DASHBOARD_PASSWORD", "RTFD_DASHBOARD_PASSWORD_HASH", "RTFD_DASHBOARD_DEV")
+        if not any(os.environ.get(k) for k in given):
+            env["RTFD_DASHBOARD_PASSWORD"] = self.settings.state_secret("dashboard_password")
+        return env
+
     def supervisor(self) -> ManagedProcess:
         return self._python_process("supervisor", ["-m", "rtfd.stack.supervisor"])
 
@@ -75,6 +105,9 @@ class NativeStack:
         procs = [self.pg.process()] if self.settings.managed_postgres else []
         procs += self.kafka.processes(info.get("brokers", 3))
         procs.append(self.registry())
+        if info.get("flink", False):
+            procs += self.flink.processes()
+        procs += [self.alert_consumer(), self.dashboard()]
         procs += [self.producer(bank, info.get("tps", DEFAULT_BANK_TPS)) for bank in info.get("banks", [])]
         return procs
 
@@ -92,10 +125,20 @@ class NativeStack:
             name = pid_file.stem
             if name not in procs and name.startswith("producer-"):
                 procs[name] = self.producer(name.removeprefix("producer-"))
+            elif name not in procs and name.startswith("flink-"):  # from an `up` before `--no-flink`
+                procs.update({p.name: p for p in self.flink.processes() if p.name == name})
         return list(procs.values())
 
     # --- up -------------------------------------------------------------------------------------------------
-    def up(self, brokers: int = 3, banks: tuple[str, ...] = topology.DEFAULT_BANKS, tps: int = DEFAULT_BANK_TPS):
+    def up(
+        self,
+        brokers: int = 3,
+        banks: tuple[str, ...] = topology.DEFAULT_BANKS,
+        tps: int = DEFAULT_BANK_TPS,
+        flink: bool = True,
+        job: bool = True,
+    ):
+        """Start what is not running. `flink=False` leaves out the Flink cluster, `job=False` only the job."""
         self.state.mkdir(parents=True, exist_ok=True)
         info = self.settings.stack_info()
         if info and info.get("brokers") != brokers and any(p.is_running() for p in self.components()):
@@ -103,7 +146,9 @@ class NativeStack:
                 f"a stack with {info.get('brokers')} broker(s) is running from {self.state}; "
                 "`rtfd down` first (add --purge to change the topology)."
             )
-        self.settings.stack_file.write_text(json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps}))
+        self.settings.stack_file.write_text(
+            json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps, "flink": flink})
+        )
 
         if not all(p.is_running() for p in self.components()):
             self.supervisor().stop()  # it would race `up` to restart the missing parts; back at the end
@@ -132,10 +177,45 @@ class NativeStack:
         ids = register_all(self.settings.registry_conf())
         self.say("registry: contracts registered: " + ", ".join(f"{s} {v}" for s, v in ids.items()))
 
+        if flink:
+            self.flink.configure()
+            jobmanager, taskmanager = self.flink.processes()
+            self._start(jobmanager, lambda: self.flink.overview() is not None, 120)
+            self._start(taskmanager, lambda: self.flink.taskmanagers() >= 1, 120)
+
+        self._start(self.alert_consumer(), lambda: True, 0)
+        if self.settings.managed_postgres:
+            from dashboards.role import enable_login
+
+            enable_login(self.settings.postgres_dsn, self.settings.state_secret("dashboard_db_password"))
+        dashboard = self.dashboard()
+        self._start(dashboard, lambda: httpx.get(f"http://127.0.0.1:{dashboard.port}/liveness", timeout=2)
+                    .is_success, 60)
+        if "RTFD_DASHBOARD_PASSWORD" in dashboard.env:
+            self.say(f"dashboard: http://127.0.0.1:{dashboard.port} (password in "
+                     f"{self.settings.state_dir / 'secrets' / 'dashboard_password'})")
+
         for bank in banks:
             self._start(self.producer(bank, tps), lambda: True, 0)
         self._start(self.supervisor(), lambda: True, 0)
+        if flink and job:
+            self.submit_job()
         self.say("up: every component is running; see `rtfd status`")
+
+    def submit_job(self) -> str | None:
+        """Submit the fraud job unless it is live; resume from its newest savepoint or retained checkpoint."""
+        if not JOB_FILE.exists():
+            self.say(f"flink job: {JOB_FILE.relative_to(PROJECT_ROOT)} does not exist yet; not submitted")
+            return None
+        started = time.monotonic()
+        job_id, submitted, restored = self.flink.ensure_job(JOB_FILE, JOB_NAME)
+        if not submitted:
+            self.say(f"flink job: {JOB_NAME} is live ({job_id}); not resubmitted")
+            return job_id
+        self.flink.wait_running(job_id)
+        origin = f"restored from {restored}" if restored else "fresh state"
+        self.say(f"flink job: {JOB_NAME} running ({job_id}, {origin}) in {time.monotonic() - started:.1f}s")
+        return job_id
 
     def _start_all(self, procs: list[ManagedProcess], ready: Callable[[ManagedProcess], bool], timeout: float):
         started = time.monotonic()
@@ -185,10 +265,14 @@ class NativeStack:
         procs = self.all_known()
         brokers = [p for p in procs if p.name.startswith("kafka-") and p.name != "kafka-controller"]
         others = [p for p in procs if p not in brokers]
-        # producers and registry first, then brokers together, then controller/combined node, then postgres
+        # producers first, then Flink (TaskManager, then JobManager: the job is suspended, its retained
+        # checkpoints stay for the next `up`), the registry, brokers together, controller/combined node, postgres
         tiers = [
             [p for p in others if p.name == "supervisor"],  # first, so nothing gets restarted
-            [p for p in others if p.name.startswith("producer-") or p.name == "registry"],
+            [p for p in others if p.name.startswith("producer-") or p.name in ("alert-consumer", "dashboard")],
+            [p for p in others if p.name == "flink-taskmanager"],
+            [p for p in others if p.name == "flink-jobmanager"],
+            [p for p in others if p.name == "registry"],
             brokers,
             [p for p in others if p.name in ("kafka-controller", "kafka")],
             [p for p in others if p.name == "postgres"],

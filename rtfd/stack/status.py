@@ -1,8 +1,10 @@
 """`rtfd status`: each component (up/down, pid, port), topics with partitions and in-sync replicas,
-consumer-group lag and archive row counts. Every probe is best effort: a down part is reported, not fatal."""
+consumer-group lag, archive row counts and the Flink cluster with its job. Every probe is best effort:
+a down part is reported, not fatal."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
@@ -64,10 +66,57 @@ def collect(stack: NativeStack) -> dict:
     except Exception as exc:  # noqa: BLE001
         report["kafka_error"] = f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}"
     try:
-        report["rows"] = postgres.row_counts(settings.postgres_dsn)
+        report["rows"] = postgres.row_counts(settings.postgres_dsn, ("transactions", "alerts"))
+        from services.alerts.store import webhook_status
+
+        report["webhook"] = webhook_status(settings.postgres_dsn)
     except Exception as exc:  # noqa: BLE001
         report["postgres_error"] = f"PostgreSQL unreachable: {exc.__class__.__name__}: {exc}"
+    if settings.stack_info().get("flink", False):
+        report["flink"] = stack.flink.describe()
     return report
+
+
+def _ago(epoch_ms: int | None) -> str:
+    if not epoch_ms:
+        return "-"
+    clock = time.strftime("%H:%M:%S", time.localtime(epoch_ms / 1000))
+    return f"{clock} ({_duration(time.time() * 1000 - epoch_ms)} ago)"
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None or ms < 0:
+        return "-"
+    s = int(ms // 1000)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def render_flink(flink: dict) -> list[str]:
+    lines = [f"flink: web UI {flink['url']}"]
+    if flink.get("cluster") != "up":
+        lines.append(f"  cluster: down ({flink.get('error', 'not reachable')})")
+        return lines
+    lines.append(
+        f"  cluster: up (Flink {flink.get('version')}), taskmanagers {flink.get('taskmanagers')}, "
+        f"slots {flink.get('slots_available')}/{flink.get('slots_total')} free"
+    )
+    job = flink.get("job")
+    if job is None:
+        lines.append(f"  job: {flink.get('job_error', 'not submitted')}")
+        return lines
+    lines.append(
+        f"  job: {job['name']} {job['state']} (id {job['id']}), up {_duration(job.get('duration_ms'))}, "
+        f"restarts {job.get('restarts') if job.get('restarts') is not None else '?'}"
+    )
+    for v in job["vertices"]:
+        lines.append(f"    {v['status']:<12} x{v['parallelism']:<3} {v['name'][:90]}")
+    ckpt = job.get("checkpoints")
+    if ckpt:
+        last = "none"
+        if ckpt["last_id"] is not None:
+            last = f"#{ckpt['last_id']} at {_ago(ckpt['last_time'])}, {ckpt['last_size']} bytes"
+        lines.append(f"  checkpoints: last {last}; completed {ckpt['completed']}, failed {ckpt['failed']}")
+    return lines
 
 
 def render(report: dict) -> str:
@@ -101,4 +150,12 @@ def render(report: dict) -> str:
     else:
         for table, n in report["rows"].items():
             lines.append(f"rows in {table}: {'(table missing)' if n is None else n}")
+        hook = report.get("webhook") or {}
+        if hook.get("available") and any(hook.get(k) for k in ("delivered", "pending", "retrying", "given_up")):
+            lines.append(f"alert webhook: {hook['delivered']} delivered, {hook['pending']} pending, "
+                         f"{hook['retrying']} retrying, {hook['given_up']} given up"
+                         + (f"; last error: {hook['last_error']['error']}" if hook.get("last_error") else ""))
+    if "flink" in report:
+        lines.append("")
+        lines += render_flink(report["flink"])
     return "\n".join(lines)

@@ -36,7 +36,8 @@ def test_session_stack_is_healthy(stack: Settings):
     report = native.status()
     assert {c["name"]: c["state"] for c in report["components"]} == {
         "postgres": "up", "kafka-controller": "up", "kafka-1": "up", "kafka-2": "up", "kafka-3": "up",
-        "registry": "up", "supervisor": "up",
+        "registry": "up", "flink-jobmanager": "up", "flink-taskmanager": "up", "alert-consumer": "up",
+        "dashboard": "up", "supervisor": "up",
     }  # fmt: skip
     topics = {t["topic"]: t for t in report["topics"]}
     for spec in topology.TOPICS:
@@ -53,13 +54,13 @@ def test_up_twice_is_a_noop_and_down_leaves_nothing():
     settings = Settings(state_dir=state, port_offset=200)
     native = NativeStack(settings)
     try:
-        native.up(brokers=1, banks=())
+        native.up(brokers=1, banks=(), flink=False)  # Flink's own lifecycle: tests/stack/test_flink_cluster.py
         pids = {p.name: p.pid for p in native.all_known()}
         assert all(pids.values()), pids
         before = {p.pid for p in processes_under(state)}
 
         messages: list[str] = []
-        NativeStack(settings, progress=messages.append).up(brokers=1, banks=())
+        NativeStack(settings, progress=messages.append).up(brokers=1, banks=(), flink=False)
         assert {p.name: p.pid for p in native.all_known()} == pids
         assert {p.pid for p in processes_under(state)} == before
         assert [m for m in messages if ": started (" in m] == []

@@ -53,9 +53,9 @@ def test_component_dying_at_start_reports_its_log_tail(tmp_path):
 
 
 def test_topology_plan_matches_the_design():
-    nodes = kafka.plan_nodes(Settings(), 3)
+    nodes = kafka.plan_nodes(Settings(_env_file=None, port_offset=0), 3)
     assert [n.name for n in nodes] == ["kafka-controller", "kafka-1", "kafka-2", "kafka-3"]
     assert [n.client_port for n in nodes[1:]] == [9092, 9093, 9094]
     assert nodes[0].roles == ("controller",) and nodes[0].controller_port == 19093
-    single = kafka.plan_nodes(Settings(), 1)
+    single = kafka.plan_nodes(Settings(_env_file=None, port_offset=0), 1)
     assert len(single) == 1 and set(single[0].roles) == {"broker", "controller"}

@@ -147,7 +147,7 @@ class NativeStack:
                 "`rtfd down` first (add --purge to change the topology)."
             )
         self.settings.stack_file.write_text(
-            json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps, "flink": flink})
+            json.dumps({"brokers": brokers, "banks": list(banks), "tps": tps, "flink": flink, "job": flink and job})
         )
 
         if not all(p.is_running() for p in self.components()):

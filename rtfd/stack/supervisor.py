@@ -36,7 +36,10 @@ def main() -> None:
     restarts: dict[str, deque[float]] = defaultdict(deque)
     given_up: set[str] = set()
     log.info("supervising %s", ", ".join(p.name for p in stack.components()))
+    resubmit_job = False
     while running:
+        if resubmit_job:
+            resubmit_job = not resubmit(stack)
         for proc in stack.components():
             if not running or proc.name in given_up or proc.is_running():
                 continue
@@ -53,12 +56,28 @@ def main() -> None:
             try:
                 pid = proc.start()
                 log.warning("%s was down; restarted it (pid %d)", proc.name, pid)
+                if proc.name == "flink-jobmanager" and stack.settings.stack_info().get("job"):
+                    resubmit_job = True  # no HA: a new JobManager knows no jobs
             except Exception as exc:  # noqa: BLE001 - e.g. its port still held; retry next round
                 log.warning("%s is down and could not be restarted yet: %s", proc.name, exc)
         deadline = time.monotonic() + CHECK_EVERY_S
         while running and time.monotonic() < deadline:
             time.sleep(0.2)
     log.info("supervisor stopped")
+
+
+def resubmit(stack) -> bool:
+    """After a JobManager restart, submit the fraud job again from its newest checkpoint once the cluster
+    has a TaskManager; True when done (or when nothing is to be done)."""
+    try:
+        if stack.flink.taskmanagers() < 1:
+            return False
+        job_id = stack.submit_job()
+        log.warning("fraud job resubmitted after the JobManager restart (%s)", job_id)
+        return True
+    except Exception as exc:  # noqa: BLE001 - cluster still coming up; next round
+        log.info("fraud job not resubmitted yet: %s", exc)
+        return False
 
 
 if __name__ == "__main__":

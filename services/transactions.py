@@ -46,6 +46,13 @@ def contains_pan(text: str) -> bool:
     return any(luhn_valid(m.group()) for m in PAN_RUN.finditer(text))
 
 
+def looks_like_pan(value: str) -> bool:
+    """True when the whole value (spaces and dashes aside) is a 13-19 digit Luhn-valid number: a card number
+    where a token or id belongs. A 64-hex HMAC token may hold a long digit run by chance; that is no PAN."""
+    digits = re.sub(r"[\s-]", "", value)
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
 def is_blank(value: Any) -> bool:
     """Empty cells mean null: None, '' or whitespace, and NaN (how Parquet/pandas mark a missing float)."""
     if value is None:
@@ -143,7 +150,7 @@ def normalize_transaction(
             errors.append(f"{name}: required, must be non-empty")
         elif not isinstance(value, str):
             errors.append(f"{name}: must be a string (got {type(value).__name__})")
-        elif contains_pan(value):
+        elif looks_like_pan(value):
             # never echo it: the value may be a real card number
             errors.append(f"{name}: looks like a card number; files must carry card tokens, never PANs")
         else:

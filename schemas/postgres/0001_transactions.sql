@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     schema_version  smallint    NOT NULL DEFAULT 1,
     kafka_partition integer,
     kafka_offset    bigint,
-    ingested_at     timestamptz NOT NULL,   -- when Kafka received it (record timestamp)
+    ingested_at     timestamptz NOT NULL,   -- when the Flink job read it from Kafka
     processed_at    timestamptz NOT NULL DEFAULT now()  -- when the archive row was written
 );
 

@@ -13,7 +13,7 @@ from rtfd import topology
 from rtfd.config import Settings
 from services.producer.run import label_record
 from services.replay.loader import LoadSummary, load_file
-from services.transactions import contains_pan, is_blank
+from services.transactions import is_blank, looks_like_pan
 
 LABEL_COLUMNS = ["transaction_id", "is_fraud", "scenario"]
 TRUE = {"true", "t", "yes", "y", "1"}
@@ -39,7 +39,7 @@ def normalize_label(row: dict, source: str = "file") -> tuple[dict, list[str]]:
     transaction_id = row.get("transaction_id")
     if is_blank(transaction_id) or not isinstance(transaction_id, str):
         errors.append("transaction_id: required, must be a non-empty string")
-    elif contains_pan(transaction_id):
+    elif looks_like_pan(transaction_id):
         errors.append("transaction_id: looks like a card number")
     is_fraud = None
     if is_blank(row.get("is_fraud")):

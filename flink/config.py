@@ -1,0 +1,100 @@
+"""What the job needs to know about the platform, taken from rtfd.config.Settings once, on the client.
+
+TaskManager Python workers may not share the client's RTFD_* environment, so every value a UDF needs is
+passed into its constructor from here rather than read from Settings inside the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from rtfd import topology
+from rtfd.config import Settings
+
+JOB_NAME = "rtfd-fraud-detection"
+CONSUMER_GROUP = "rtfd-flink"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def jdbc_from_dsn(dsn: str) -> tuple[str, str, str]:
+    """postgresql://user:pw@host:port/db?x=y -> (jdbc:postgresql://host:port/db?x=y, user, password)."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql:// DSN (scheme {parts.scheme!r})")
+    host = parts.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    query = f"?{parts.query}" if parts.query else ""
+    url = f"jdbc:postgresql://{host}{port}{parts.path}{query}"
+    return url, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def jvm_jars() -> list[Path]:
+    """Connector jars resolved by `make jars` (jvm/flink/pom.xml) into $RTFD_JVM_DIR/flink."""
+    from rtfd.stack import jvm_dir
+
+    folder = jvm_dir() / "flink"
+    jars = sorted(folder.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no connector jars in {folder}: run `make jars` (needs Maven)")
+    return jars
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    bootstrap_servers: str
+    registry_url: str
+    jdbc_url: str
+    jdbc_user: str
+    jdbc_password: str = field(repr=False)
+    transactions_topic: str = topology.TRANSACTIONS
+    alerts_topic: str = topology.FRAUD_ALERTS
+    dlq_topic: str = topology.TRANSACTIONS_DLQ
+    rules_topic: str = topology.FRAUD_RULES
+    alerts_subject: str = topology.value_subject(topology.FRAUD_ALERTS)
+    archive_table: str = "transactions"
+    group_id: str = CONSUMER_GROUP
+    watermark_delay_ms: int = 200
+    """Bounded out-of-orderness of the Kafka record timestamps (= event_time)."""
+    idle_timeout_ms: int = 3000
+    """A partition without records for this long stops holding back the watermark."""
+    archive: bool = True
+    detect: bool = True
+    dlq: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides) -> JobConfig:
+        settings = settings or Settings()
+        url, user, password = jdbc_from_dsn(settings.postgres_dsn)
+        base = cls(settings.kafka_bootstrap, settings.registry, url, user, password)
+        return replace(base, **overrides)
+
+    def sql_vars(self) -> dict[str, str]:
+        """Values substituted into flink/sql/*.sql (${name})."""
+        from flink import fx
+        from flink.rules.config import load_defaults
+
+        def quoted(text: str) -> str:
+            return text.replace("'", "''")
+
+
+        return {
+            "bootstrap": quoted(self.bootstrap_servers),
+            "registry_url": quoted(self.registry_url),
+            "jdbc_url": quoted(self.jdbc_url),
+            "jdbc_user": quoted(self.jdbc_user),
+            "jdbc_password": quoted(self.jdbc_password),
+            "transactions_topic": quoted(self.transactions_topic),
+            "alerts_topic": quoted(self.alerts_topic),
+            "dlq_topic": quoted(self.dlq_topic),
+            "alerts_subject": quoted(self.alerts_subject),
+            "archive_table": quoted(self.archive_table),
+            "group_id": quoted(self.group_id),
+            "watermark_delay": f"{self.watermark_delay_ms / 1000:.3f}",
+            "amount_eur": fx.amount_eur_sql("amount_minor", "currency"),
+            # structural: fixed when the job starts (live changes of tiny_eur apply on the next restart)
+            "tiny_eur": repr(float(load_defaults()["card_testing"].params["tiny_eur"])),
+        }
+

@@ -1,0 +1,124 @@
+"""The job's Python UDFs: thin PyFlink wrappers around pure code (flink.decode, flink.rules.engine).
+
+Everything a UDF needs (registry URL, Kafka bootstrap, rules topic) comes through its constructor: the
+Python workers run inside TaskManagers and may not see the client's RTFD_* environment.
+"""
+
+from __future__ import annotations
+
+from pyflink.table import DataTypes
+from pyflink.table.udf import ScalarFunction, udf
+
+DECODED_TYPE = DataTypes.ROW([
+    DataTypes.FIELD("transaction_id", DataTypes.STRING()),
+    DataTypes.FIELD("event_time_ms", DataTypes.BIGINT()),
+    DataTypes.FIELD("bank_id", DataTypes.STRING()),
+    DataTypes.FIELD("customer_id", DataTypes.STRING()),
+    DataTypes.FIELD("card_token", DataTypes.STRING()),
+    DataTypes.FIELD("merchant_id", DataTypes.STRING()),
+    DataTypes.FIELD("terminal_id", DataTypes.STRING()),
+    DataTypes.FIELD("mcc", DataTypes.STRING()),
+    DataTypes.FIELD("amount_minor", DataTypes.BIGINT()),
+    DataTypes.FIELD("currency", DataTypes.STRING()),
+    DataTypes.FIELD("channel", DataTypes.STRING()),
+    DataTypes.FIELD("country", DataTypes.STRING()),
+    DataTypes.FIELD("lat", DataTypes.DOUBLE()),
+    DataTypes.FIELD("lon", DataTypes.DOUBLE()),
+    DataTypes.FIELD("device_id", DataTypes.STRING()),
+    DataTypes.FIELD("schema_version", DataTypes.INT()),
+    DataTypes.FIELD("error", DataTypes.STRING()),
+])
+
+
+class DecodeTransaction(ScalarFunction):
+    """decode_transaction(value BYTES) -> ROW<...>: see flink.decode."""
+
+    def __init__(self, registry_url: str):
+        self.registry_url = registry_url
+        self.decoder = None
+
+    def open(self, function_context):
+        from flink.decode import Decoder, RegistryLookup
+
+        self.decoder = Decoder(RegistryLookup(self.registry_url))
+
+    def eval(self, values):
+        return self.decoder.decode(values)
+
+
+def decode_transaction(registry_url: str):
+    return udf(DecodeTransaction(registry_url), result_type=DECODED_TYPE, func_type="pandas")
+
+
+VERDICT_TYPE = DataTypes.ROW([
+    DataTypes.FIELD("alert_id", DataTypes.STRING()),
+    DataTypes.FIELD("rules", DataTypes.ARRAY(DataTypes.STRING())),
+    DataTypes.FIELD("score", DataTypes.DOUBLE()),
+    DataTypes.FIELD("severity", DataTypes.STRING()),
+    DataTypes.FIELD("reasons", DataTypes.ARRAY(DataTypes.STRING())),
+])
+
+
+class EvaluateRules(ScalarFunction):
+    """evaluate_rules(<feature columns of flink.rules.engine.FEATURES>) -> ROW<alert_id, rules, score, severity,
+    reasons>, null fields when no rule fired. Rules: defaults.json + the live `fraud-rules` topic."""
+
+    def __init__(self, bootstrap: str, rules_topic: str):
+        self.bootstrap = bootstrap
+        self.rules_topic = rules_topic
+        self.feed = None
+
+    def open(self, function_context):
+        from flink.rules.config import RuleFeed
+
+        self.feed = RuleFeed(self.bootstrap, self.rules_topic).start()
+        # evaluate with the current rule set from the first record on (bounded: a missing topic means defaults)
+        self.feed.wait_caught_up(15.0)
+
+    def eval(self, *columns):
+        import pandas as pd
+
+        from flink.rules.engine import FEATURES, evaluate
+
+        # constant arguments (e.g. a NULL literal) arrive as scalars, not Series
+        n = next(len(c) for c in columns if isinstance(c, pd.Series))
+        frame = pd.DataFrame({name: c.reset_index(drop=True) if isinstance(c, pd.Series) else pd.Series([c] * n)
+                              for c, name in zip(columns, FEATURES, strict=True)})
+        return evaluate(frame, self.feed.rules)
+
+    def close(self):
+        if self.feed is not None:
+            self.feed.stop()
+
+
+def evaluate_rules(bootstrap: str, rules_topic: str):
+    return udf(EvaluateRules(bootstrap, rules_topic), result_type=VERDICT_TYPE, func_type="pandas")
+
+
+class EncodeAlert(ScalarFunction):
+    """encode_alert(alert_id, transaction_id, card_token, customer_id, bank_id, rules, score, severity, reasons,
+    amount_minor, currency, event_ms) -> BYTES: the alert in Confluent wire format (see flink.alerts)."""
+
+    def __init__(self, registry_url: str, subject: str):
+        self.registry_url = registry_url
+        self.subject = subject
+        self.encoder = None
+
+    def open(self, function_context):
+        import schemas
+        from flink.alerts import AlertEncoder, registered_id
+
+        self.encoder = AlertEncoder(registered_id(self.registry_url, self.subject, schemas.fraud_alert_schema()))
+
+    def eval(self, *columns):
+        import pandas as pd
+
+        from flink.alerts import AlertEncoder
+
+        names = [*AlertEncoder.FIELDS[:-1]]
+        frame = pd.DataFrame({name: c.reset_index(drop=True) for c, name in zip(columns, names, strict=True)})
+        return self.encoder.encode_frame(frame)
+
+
+def encode_alert(registry_url: str, subject: str):
+    return udf(EncodeAlert(registry_url, subject), result_type=DataTypes.BYTES(), func_type="pandas")

@@ -138,8 +138,8 @@ def flink_config(settings: Settings, paths: FlinkPaths, java_opts: str = "") -> 
         "env.log.dir": str(paths.log),
         "env.pid.dir": str(paths.run),
     }
-    if java_opts:
-        conf["env.java.opts.all"] = java_opts
+    # the JDBC archive sink writes TIMESTAMP(3) in the JVM's zone: keep the JVMs on UTC whatever the host says
+    conf["env.java.opts.all"] = f"{java_opts} -Duser.timezone=UTC".strip()
     return conf
 
 

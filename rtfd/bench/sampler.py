@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 from rtfd import topology
 from rtfd.bench import StoppableThread
 from rtfd.config import Settings
-from rtfd.stack import NativeStack
+from rtfd.stack import NativeStack, kafka
 from rtfd.stack.status import consumer_lag
 
 FLINK_GROUP = "rtfd-flink"
@@ -50,7 +50,9 @@ class Sampler(StoppableThread):
         return out
 
     def run(self) -> None:
+        # one admin client and one probe for the whole run, not new librdkafka clients every second
         probe = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "rtfd-bench-probe"})
+        admin = kafka.admin(self.settings)
         topics = (topology.TRANSACTIONS, topology.FRAUD_ALERTS, topology.TRANSACTIONS_DLQ)
         with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
             last = first = None
@@ -61,8 +63,8 @@ class Sampler(StoppableThread):
                     archived = conn.execute(
                         "SELECT count(*) FROM transactions WHERE bank_id = ANY(%s)", (self.banks,)
                     ).fetchone()[0]
-                    lag = sum(r["lag"] for r in consumer_lag(self.settings)
-                              if r["group"] == FLINK_GROUP and r["topic"] == topology.TRANSACTIONS)
+                    lag = sum(r["lag"] for r in consumer_lag(self.settings, [FLINK_GROUP], admin, probe)
+                              if r["topic"] == topology.TRANSACTIONS)
                     now = {"t_ms": int(time.time() * 1000), "archived": archived, **totals}
                     first = first or now
                     if last is not None:

@@ -15,16 +15,20 @@ if TYPE_CHECKING:
     from rtfd.stack import NativeStack
 
 
-def consumer_lag(settings) -> list[dict]:
-    """Committed offset vs. high watermark for every consumer group, summed per group and topic."""
-    client = kafka.admin(settings)
-    groups = client.list_consumer_groups(request_timeout=5).result()
+def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: Consumer | None = None) -> list[dict]:
+    """Committed offset vs. high watermark, summed per group and topic: for `groups`, or every group.
+    A caller that asks repeatedly (the benchmark's sampler) passes its own admin client and probe consumer."""
+    client = client or kafka.admin(settings)
+    if groups is None:
+        groups = sorted(g.group_id for g in client.list_consumer_groups(request_timeout=5).result().valid)
+    own_probe = probe is None
+    if own_probe:
+        probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
     rows = []
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
     try:
-        for listing in sorted(groups.valid, key=lambda g: g.group_id):
-            futures = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(listing.group_id)])
-            committed = futures[listing.group_id].result(timeout=5).topic_partitions
+        for group in groups:
+            futures = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+            committed = futures[group].result(timeout=5).topic_partitions
             per_topic: dict[str, int] = {}
             for tp in committed:
                 if tp.offset < 0:
@@ -32,9 +36,10 @@ def consumer_lag(settings) -> list[dict]:
                 _low, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - tp.offset)
             for topic, lag in sorted(per_topic.items()):
-                rows.append({"group": listing.group_id, "topic": topic, "lag": lag})
+                rows.append({"group": group, "topic": topic, "lag": lag})
     finally:
-        probe.close()
+        if own_probe:
+            probe.close()
     return rows
 
 

@@ -19,7 +19,8 @@ import pytest
 
 from rtfd.config import Settings
 
-TEST_PORT_OFFSET = 100  # beside a developer's own `rtfd up` on the default ports
+# beside a developer's own `rtfd up` on the default ports; RTFD_TEST_PORT_OFFSET lets test runs sit side by side
+TEST_PORT_OFFSET = int(os.environ.get("RTFD_TEST_PORT_OFFSET", "100"))
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -50,6 +50,7 @@ REGISTRY_PORT = 8085
 POSTGRES_PORT = 5433  # the private native cluster; 5432 is left to a system PostgreSQL
 FLINK_UI_PORT = 8081
 DASHBOARD_PORT = 5006  # the analysts' Panel dashboard
+DAGSTER_PORT = 3070  # the Dagster UI (lakehouse); not 3000, which many dev servers take
 
 # Banks that `rtfd up` starts producing by default.
 DEFAULT_BANKS = ("bank-a", "bank-b")

@@ -15,6 +15,7 @@ TRANSACTIONS_DLQ = "transactions-dlq"
 FRAUD_LABELS = "fraud-labels"
 FRAUD_RULES = "fraud-rules"
 FRAUD_ALERTS_DLQ = "fraud-alerts-dlq"  # alerts the alert consumer could not store (poison messages)
+FRAUD_LABELS_DLQ = "fraud-labels-dlq"  # labels the labels consumer could not store (poison messages)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(FRAUD_LABELS, 3, 3, {"min.insync.replicas": "2"}),
     TopicSpec(FRAUD_RULES, 1, 3, {"min.insync.replicas": "2", "cleanup.policy": "compact"}),
     TopicSpec(FRAUD_ALERTS_DLQ, 1, 3, {"min.insync.replicas": "2"}),
+    TopicSpec(FRAUD_LABELS_DLQ, 1, 3, {"min.insync.replicas": "2"}),
 )
 
 

@@ -59,9 +59,11 @@ class NativeStack:
         )
 
     def registry(self) -> ManagedProcess:
-        return self._python_process(
+        proc = self._python_process(
             "registry", ["-m", "services.registry"], port=self.settings.port(topology.REGISTRY_PORT)
         )
+        proc.env.update(self.database_env("registry"))
+        return proc
 
     def producer(self, bank: str, tps: int = DEFAULT_BANK_TPS) -> ManagedProcess:
         version = "1" if bank == "bank-a" else "2"  # Bank A still writes v1: mixed writers, as in real life
@@ -71,7 +73,19 @@ class NativeStack:
         )
 
     def alert_consumer(self) -> ManagedProcess:
-        return self._python_process("alert-consumer", ["-m", "services.alerts"])
+        proc = self._python_process("alert-consumer", ["-m", "services.alerts"])
+        proc.env.update(self.database_env("alerts"))
+        return proc
+
+    def database_env(self, component: str) -> dict[str, str]:
+        """A component connects as its own least-privilege role (schemas/postgres/0005_component_roles.sql)
+        when the stack runs PostgreSQL; with an external RTFD_PG_DSN it inherits that one."""
+        if not self.settings.managed_postgres:
+            return {}
+        return {"RTFD_PG_DSN": self.settings.component_dsn(component)}
+
+    def labels_consumer(self) -> ManagedProcess:
+        return self._python_process("labels-consumer", ["-m", "services.labels"])
 
     def dashboard(self) -> ManagedProcess:
         proc = self._python_process(
@@ -107,7 +121,7 @@ class NativeStack:
         procs.append(self.registry())
         if info.get("flink", False):
             procs += self.flink.processes()
-        procs += [self.alert_consumer(), self.dashboard()]
+        procs += [self.alert_consumer(), self.labels_consumer(), self.dashboard()]
         procs += [self.producer(bank, info.get("tps", DEFAULT_BANK_TPS)) for bank in info.get("banks", [])]
         return procs
 
@@ -161,6 +175,11 @@ class NativeStack:
             self.say("postgres: using RTFD_PG_DSN")
         applied = postgres.migrate(self.settings.postgres_dsn)
         self.say(f"postgres: migrations applied: {', '.join(applied) or 'none pending'}")
+        if self.settings.managed_postgres:
+            from rtfd.security.roles import COMPONENT_ROLES, enable_logins
+
+            enable_logins(self.settings.postgres_dsn,
+                          {c: self.settings.state_secret(f"{c}_db_password") for c in COMPONENT_ROLES})
 
         self.kafka.configure(brokers)
         controller, *rest = self.kafka.processes(brokers)
@@ -170,8 +189,11 @@ class NativeStack:
         created = kafka.ensure_topics(self.settings, brokers)
         self.say(f"kafka: topics created: {', '.join(created) or 'all present'}")
 
+        # generated before the registry starts, so it and its clients never race to create the password
+        registry_auth = self.settings.registry_credentials()
         registry = self.registry()
-        self._start(registry, lambda: httpx.get(f"{self.settings.registry}/subjects", timeout=2).is_success, 60)
+        self._start(registry, lambda: httpx.get(f"{self.settings.registry}/subjects", auth=registry_auth,
+                                                timeout=2).is_success, 60)
         from schemas.registration import register_all
 
         ids = register_all(self.settings.registry_conf())
@@ -184,6 +206,7 @@ class NativeStack:
             self._start(taskmanager, lambda: self.flink.taskmanagers() >= 1, 120)
 
         self._start(self.alert_consumer(), lambda: True, 0)
+        self._start(self.labels_consumer(), lambda: True, 0)
         if self.settings.managed_postgres:
             from dashboards.role import enable_login
 
@@ -269,7 +292,8 @@ class NativeStack:
         # checkpoints stay for the next `up`), the registry, brokers together, controller/combined node, postgres
         tiers = [
             [p for p in others if p.name == "supervisor"],  # first, so nothing gets restarted
-            [p for p in others if p.name.startswith("producer-") or p.name in ("alert-consumer", "dashboard")],
+            [p for p in others
+             if p.name.startswith("producer-") or p.name in ("alert-consumer", "labels-consumer", "dashboard")],
             [p for p in others if p.name == "flink-taskmanager"],
             [p for p in others if p.name == "flink-jobmanager"],
             [p for p in others if p.name == "registry"],

@@ -71,7 +71,7 @@ def collect(stack: NativeStack) -> dict:
     except Exception as exc:  # noqa: BLE001
         report["kafka_error"] = f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}"
     try:
-        report["rows"] = postgres.row_counts(settings.postgres_dsn, ("transactions", "alerts"))
+        report["rows"] = postgres.row_counts(settings.postgres_dsn, ("transactions", "alerts", "fraud_labels"))
         from services.alerts.store import webhook_status
 
         report["webhook"] = webhook_status(settings.postgres_dsn)

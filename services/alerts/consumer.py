@@ -1,80 +1,32 @@
 """The alert consumer: `fraud-alerts` (Avro) -> PostgreSQL `alerts`, each alert once, offsets after the commit.
 
-Per batch (consume up to 500 messages):
-  1. decode each message with the registry's schema and validate it; a poison message (undecodable, or not a
-     valid alert) goes to the dead-letter topic with its original bytes and the reason in headers;
-  2. store the good alerts in one transaction (ON CONFLICT (alert_id) DO NOTHING: redeliveries are no-ops and
-     never reset triage state) and make sure the dead letters are delivered;
-  3. only then commit the batch's offsets, synchronously.
-A failure of PostgreSQL, the registry or the dead-letter delivery keeps the batch and retries with backoff;
-meanwhile the assigned partitions are paused and the consumer keeps polling, so it stays in its group. On
-SIGTERM/SIGINT the current batch is finished (or, if it cannot be, left uncommitted for redelivery) and the
-consumer closes. At-least-once from Kafka plus the dedupe on alert_id = each alert exactly once in the table.
+The loop (batches, dead letters, retries while PostgreSQL or the registry is away, commit after the write,
+SIGTERM) is services/kafka_sink.py's. What is the alerts' own: a decoded record must pass Alert.from_record or
+it is dead-lettered; alerts are stored with ON CONFLICT (alert_id) DO NOTHING, so a redelivery is a no-op and
+never resets triage state; each newly stored alert is handed to the optional webhook.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
 import psycopg
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_httpx
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka import Message
 
 from rtfd.config import Settings
 from services.alerts import ALERTS_TOPIC, DLQ_TOPIC, GROUP_ID, store
 from services.alerts.alert import Alert, InvalidAlert
 from services.alerts.webhook import WebhookNotifier
+from services.kafka_sink import BATCH_SIZE, DB_TIMEOUTS, AvroSink, ConsumerStats, Poison, ensure_topic
 
-log = logging.getLogger(__name__)
-
-BATCH_SIZE = 500
-# A write must fail rather than hang (a dead server behind a silent network, a lock held by a migration):
-# a failure is retried like an outage, a hang would stall the consumer until the group evicts it.
-DB_TIMEOUTS = {"tcp_user_timeout": 30_000, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-               "keepalives_count": 3, "options": "-c statement_timeout=60s"}
+__all__ = ["DB_TIMEOUTS", "AlertConsumer", "ConsumerStats", "Poison", "ensure_topic"]
 
 
-class Poison(Exception):
-    """This message can never be stored; the message is the dead-letter reason."""
-
-
-class RegistryUnavailable(Exception):
-    """The schema registry could not answer (down, 5xx): retry later, the message itself may be fine."""
-
-
-class _GaveUp(Exception):
-    """A retry loop ended because the consumer is stopping."""
-
-
-@dataclass
-class ConsumerStats:
-    stored: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-    committed_batches: int = 0
-    retries: int = 0
-
-
-@dataclass
-class _Batch:
-    alerts: list[tuple[Alert, Message]]
-    dead: list[tuple[Message, str]]
-    offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to commit
-
-
-class AlertConsumer:
+class AlertConsumer(AvroSink[Alert]):
     """Consume `topic` as consumer group `group_id` into the `alerts` table of `dsn` (default: the stack's)."""
+
+    kind = "alerts"
+    table = "PostgreSQL alerts"
 
     def __init__(
         self,
@@ -91,307 +43,37 @@ class AlertConsumer:
         max_backoff: float = 10.0,
         consumer_conf: dict | None = None,
     ):
-        self.settings = settings
-        self.dsn = dsn or settings.postgres_dsn
-        self.topic, self.dlq_topic, self.group_id = topic, dlq_topic, group_id
+        super().__init__(settings, topic=topic, dlq_topic=dlq_topic, group_id=group_id, dsn=dsn,
+                         batch_size=batch_size, progress_interval=progress_interval, backoff=backoff,
+                         max_backoff=max_backoff, consumer_conf=consumer_conf)  # fmt: skip
         self.webhook = webhook
-        self.batch_size = batch_size
-        self.progress_interval = progress_interval
-        self.backoff, self.max_backoff = backoff, max_backoff
-        self.consumer_conf = consumer_conf or {}
-        self.stats = ConsumerStats()
-        self._values = AvroDeserializer(SchemaRegistryClient(settings.registry_conf()))
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._conn: psycopg.Connection | None = None
-        self._assigned: set[tuple[str, int]] = set()
-        self._holding = False  # a batch waits for a retry: partitions stay paused, also newly assigned ones
-        self._carry: list[Message] = []  # messages that arrived while holding anyway; next batch
-        self._last_progress = time.monotonic()
-        self._logged = ConsumerStats()
 
-    # --- the loop -------------------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> ConsumerStats:
-        """Consume until `stop` is set; then finish the batch in hand and close. Returns the counts."""
-        ensure_topic(self.settings, self.dlq_topic)
-        self._consumer = Consumer(self.settings.kafka_consumer_conf(self.group_id, **self.consumer_conf))
-        self._producer = Producer(self.settings.kafka_producer_conf(**{"linger.ms": 5, "delivery.timeout.ms": 30000}))
-        if self.webhook is not None:
-            self.webhook.start()
-        log.info("alert consumer: %s -> PostgreSQL alerts (group %s, dead letters to %s%s)", self.topic,
-                 self.group_id, self.dlq_topic, ", webhook on" if self.webhook else "")
-        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_revoke)
-        try:
-            while not stop.is_set():
-                messages = self._carry + self._consumer.consume(num_messages=self.batch_size, timeout=1.0)
-                self._carry = []
-                if messages:
-                    self._process(messages, stop)
-                self._progress()
-        finally:
-            self._progress(force=True)
-            self._consumer.close()  # auto-commit is off: close commits nothing
-            self._producer.flush(10)
-            if self.webhook is not None:
-                self.webhook.close()
-            if self._conn is not None:
-                self._conn.close()
-        return self.stats
-
-    def _process(self, messages: list[Message], stop: threading.Event) -> None:
-        self.stats.batches += 1
-        try:
-            batch = self._decode(messages, stop)
-            self._dead_letter(batch.dead, stop)
-            new_ids = self._store(batch, stop)
-        except _GaveUp:
-            log.warning("stopping with an unfinished batch of %d message(s): offsets not committed, "
-                        "they will be consumed again", len(messages))
-            return
-        finally:
-            self._release()
-        self._commit(batch.offsets)
-        self.stats.stored += len(new_ids)
-        self.stats.duplicates += len(batch.alerts) - len(new_ids)
-        self.stats.dead_lettered += len(batch.dead)
-        if self.webhook is not None and new_ids:
-            fresh = set(new_ids)
-            self.webhook.submit([a for a, _ in batch.alerts if a.alert_id in fresh])
-
-    # --- 1. decode and validate -------------------------------------------------------------------------------
-    def _decode(self, messages: list[Message], stop: threading.Event) -> _Batch:
-        batch = _Batch([], [], {})
-        for msg in messages:
-            if msg.error() is not None:
-                if msg.error().fatal():
-                    raise KafkaException(msg.error())
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", msg.error())
-                continue
-            batch.offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-            try:
-                alert = self._retry("reach the schema registry", lambda m=msg: self._alert(m), stop,
-                                    transient=(RegistryUnavailable,))
-            except Poison as exc:
-                batch.dead.append((msg, str(exc)))
-            else:
-                batch.alerts.append((alert, msg))
-        return batch
-
-    def _alert(self, msg: Message) -> Alert:
-        if msg.value() is None:
-            raise Poison("empty value (tombstone)")
-        try:
-            record = self._values(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
-        except SchemaRegistryError as exc:
-            # only "no such schema" is about this message; auth, rate limits and 5xx are about the registry
-            if exc.http_status_code == 404:
-                raise Poison(f"not decodable: schema registry: {exc}") from exc
-            raise RegistryUnavailable(str(exc)) from exc
-        except (registry_httpx.TransportError, ConnectionError) as exc:
-            raise RegistryUnavailable(str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - fastavro and the deserializer raise many kinds on garbage
-            raise Poison(f"not decodable: {type(exc).__name__}: {exc}") from exc
+    def parse(self, record: object, msg: Message) -> Alert:
         try:
             return Alert.from_record(record, msg.partition(), msg.offset())
         except InvalidAlert as exc:
             raise Poison(f"invalid alert: {exc}") from exc
 
-    # --- 2a. dead letters -------------------------------------------------------------------------------------
-    def _dead_letter(self, dead: list[tuple[Message, str]], stop: threading.Event) -> None:
-        """Deliver every dead letter (acks=all), retrying failed deliveries; only then may offsets move."""
-        pending, delay = dead, self.backoff
-        while pending:
-            results: dict[int, KafkaError | None] = {}
-            for i, (msg, reason) in enumerate(pending):
-                self._produce_dead_letter(msg, reason, lambda err, _m, i=i, r=results: r.__setitem__(i, err))
-            while len(results) < len(pending):  # bounded by delivery.timeout.ms
-                self._producer.poll(0.2)
-                self._keep_membership()
-            failed = []
-            for i, (msg, reason) in enumerate(pending):
-                if results[i] is None:
-                    log.warning("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
-                else:
-                    failed.append((msg, reason))
-            if failed:
-                self._retry_wait(f"deliver {len(failed)} dead letter(s) to {self.dlq_topic}: "
-                                 f"{results[pending.index(failed[0])]}", stop, delay)
-                delay = min(delay * 2, self.max_backoff)
-            pending = failed
+    def write(self, conn: psycopg.Connection, records: Sequence[Alert]) -> list[str]:
+        # the webhook's outbox row goes in the same transaction as the alert, so no new alert is ever unnotified
+        notify_after = self.webhook.first_attempt_grace if self.webhook is not None else None
+        return store.insert_new_alerts(conn, records, notify_after)
 
-    def _produce_dead_letter(self, msg: Message, reason: str, on_delivery: Callable) -> None:
-        headers = list(msg.headers() or []) + [
-            ("dlq.reason", reason.encode()),
-            ("dlq.source.topic", msg.topic().encode()),
-            ("dlq.source.partition", str(msg.partition()).encode()),
-            ("dlq.source.offset", str(msg.offset()).encode()),
-            ("dlq.source.timestamp", str(msg.timestamp()[1]).encode()),
-            ("dlq.consumer.group", self.group_id.encode()),
-            ("dlq.failed_at", datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
-        ]
-        while True:
-            try:
-                self._producer.produce(self.dlq_topic, key=msg.key(), value=msg.value(), headers=headers,
-                                       on_delivery=on_delivery)
-                return
-            except BufferError:
-                self._producer.poll(0.1)
-
-    # --- 2b. store ----------------------------------------------------------------------------------------------
-    def _store(self, batch: _Batch, stop: threading.Event) -> list[str]:
-        alerts = [a for a, _ in batch.alerts]
-        if not alerts:
-            return []
-        try:
-            return self._retry("store alerts in PostgreSQL", lambda: self._insert(alerts), stop,
-                               transient=(psycopg.OperationalError, psycopg.InterfaceError,
-                                          psycopg.errors.UndefinedTable))
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            # one alert the checks let through but PostgreSQL refuses: find it, so the rest are not held up
-            log.warning("PostgreSQL refused the batch (%s); storing alert by alert", exc.sqlstate)
-            return self._store_one_by_one(batch, stop)
-
-    def _store_one_by_one(self, batch: _Batch, stop: threading.Event) -> list[str]:
-        new, refused = [], []
-        for alert, msg in batch.alerts:
-            try:
-                new += self._retry("store alerts in PostgreSQL", lambda a=alert: self._insert([a]), stop,
-                                   transient=(psycopg.OperationalError, psycopg.InterfaceError))
-            except (psycopg.DataError, psycopg.IntegrityError) as exc:
-                refused.append((msg, f"refused by PostgreSQL: {str(exc).strip().splitlines()[0]}"))
-        if refused:
-            self._dead_letter(refused, stop)
-            batch.dead += refused
-            batch.alerts = [(a, m) for a, m in batch.alerts if all(m is not r for r, _ in refused)]
-        return new
-
-    def _insert(self, alerts: list[Alert]) -> list[str]:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = store.connect(self.dsn, **DB_TIMEOUTS)
-            notify_after = self.webhook.first_attempt_grace if self.webhook is not None else None
-            return store.insert_new_alerts(self._conn, alerts, notify_after)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
-            raise
-
-    # --- 3. commit ----------------------------------------------------------------------------------------------
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        # partitions revoked meanwhile are skipped: their new owner consumes them again (harmless, deduped)
-        mine = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self._assigned]
-        if not mine:
-            return
-        try:
-            result = self._consumer.commit(offsets=mine, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("committing offsets failed (%s); the batch is stored and will be deduped if redelivered",
-                        exc.args[0])
-            return
-        failed = [tp for tp in result or [] if tp.error is not None]
-        if failed:
-            log.warning("committing offsets failed for %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in failed))
-        else:
-            self.stats.committed_batches += 1
-
-    # --- retries without leaving the group ------------------------------------------------------------------------
-    def _retry(self, what: str, fn: Callable, stop: threading.Event, transient: tuple[type[BaseException], ...]):
-        delay = self.backoff
-        while True:
-            try:
-                return fn()
-            except transient as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                self._retry_wait(f"{what}: {first_line}", stop, delay)
-                delay = min(delay * 2, self.max_backoff)
-
-    def _retry_wait(self, problem: str, stop: threading.Event, delay: float | None = None) -> None:
-        """Log, then wait `delay` seconds with the partitions paused, polling so the group keeps us."""
-        self.stats.retries += 1
-        if stop.is_set():
-            raise _GaveUp
-        delay = self.backoff if delay is None else delay
-        log.warning("cannot %s; keeping the batch, retry in %.1fs", problem, delay)
-        self._hold()
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            if stop.wait(0):
-                raise _GaveUp
-            self._keep_membership(min(0.5, max(0.0, deadline - time.monotonic())))
-            self._progress()
-
-    def _hold(self) -> None:
-        if not self._holding:
-            self._holding = True
-            self._consumer.pause(self._consumer.assignment())
-
-    def _release(self) -> None:
-        if self._holding:
-            self._holding = False
-            self._consumer.resume(self._consumer.assignment())
-
-    def _keep_membership(self, timeout: float = 0.0) -> None:
-        """Poll the consumer (rebalances, heartbeats, max.poll.interval.ms). Paused partitions deliver nothing;
-        anything that still arrives (a partition assigned in between) is carried to the next batch."""
-        if self._holding:
-            self._carry += self._consumer.consume(num_messages=self.batch_size, timeout=timeout)
-        elif timeout:
-            time.sleep(timeout)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        if self._holding:
-            consumer.assign(partitions)
-            consumer.pause(partitions)
-
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
-
-    # --- progress -------------------------------------------------------------------------------------------------
-    def _progress(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_progress < self.progress_interval:
-            return
-        self._last_progress = now
-        s, last = self.stats, self._logged
-        webhook = ""
+    def on_start(self) -> None:
         if self.webhook is not None:
-            w = self.webhook.stats
-            webhook = f", webhook delivered {w.delivered} failed attempts {w.failed_attempts} gave up {w.given_up}"
-        log.info("alerts: stored %d (+%d), duplicates %d, dead-lettered %d, lag %s%s%s", s.stored,
-                 s.stored - last.stored, s.duplicates, s.dead_lettered, self._lag(),
-                 ", retrying" if self._holding else "", webhook)
-        self._logged = ConsumerStats(**vars(s))
+            self.webhook.start()
 
-    def _lag(self) -> str:
-        """Messages behind the end of the assigned partitions, from cached watermarks (no broker round trip)."""
-        try:
-            positions = self._consumer.position(self._consumer.assignment())
-            total = 0
-            for tp in positions:
-                high = self._consumer.get_watermark_offsets(tp, cached=True)[1]
-                if tp.offset == OFFSET_INVALID or high < 0:
-                    return "?"
-                total += max(0, high - tp.offset)
-            return str(total)
-        except (KafkaException, RuntimeError):
-            return "?"
+    def on_close(self) -> None:
+        if self.webhook is not None:
+            self.webhook.close()
 
+    def on_written(self, records: Sequence[Alert], changed: list[str]) -> None:
+        if self.webhook is not None and changed:
+            fresh = set(changed)
+            self.webhook.submit([a for a in records if a.alert_id in fresh])
 
-def ensure_topic(settings: Settings, name: str, partitions: int = 1) -> None:
-    """Create the dead-letter topic if missing (replicated like the other topics, capped by the brokers)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    metadata = admin.list_topics(timeout=15)
-    if name in metadata.topics:
-        return
-    replication = min(3, len(metadata.brokers))
-    config = {"min.insync.replicas": str(min(2, replication))}
-    try:
-        admin.create_topics([NewTopic(name, partitions, replication, config=config)])[name].result(30)
-        log.info("created topic %s", name)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    def progress_detail(self) -> str:
+        if self.webhook is None:
+            return ""
+        w = self.webhook.stats
+        return f", webhook delivered {w.delivered} failed attempts {w.failed_attempts} gave up {w.given_up}"

@@ -44,6 +44,7 @@ class LazyGroup(click.Group):
         "labels": "services.replay.cli:labels",
         "alerts": "services.alerts.cli:alerts",
         "rules": "flink.rules.cli:rules",
+        "chaos": "rtfd.chaos.cli:chaos",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

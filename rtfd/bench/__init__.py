@@ -34,10 +34,11 @@ class BenchConfig:
     baseline: bool = True
     out_dir: Path = Path("bench-results")
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    bank_prefix: str = "bench"  # each run's banks are its own, so its rows are told apart (`rtfd chaos` too)
 
     @property
     def banks(self) -> list[str]:
-        return [f"bench-{self.run_id}-{i}" for i in range(self.producers)]
+        return [f"{self.bank_prefix}-{self.run_id}-{i}" for i in range(self.producers)]
 
 
 def start_producers(cfg: BenchConfig, ids_dir: Path) -> list[Popen]:
@@ -52,6 +53,26 @@ def start_producers(cfg: BenchConfig, ids_dir: Path) -> list[Popen]:
         ]  # fmt: skip
         procs.append(Popen(cmd, stdout=open(ids_dir / f"{bank}.log", "wb"), stderr=-2))
     return procs
+
+
+def delivered_ids(cfg: BenchConfig, ids_dir: Path) -> set[str]:
+    """Transaction ids the producers saw delivered (acknowledged by Kafka), from their --ids-out files."""
+    delivered: set[str] = set()
+    for bank in cfg.banks:
+        path = ids_dir / f"{bank}.ids"
+        if path.exists():
+            delivered |= set(path.read_text().split())
+    return delivered
+
+
+def wait_archived(dsn: str, banks: list[str], delivered: set[str], timeout: float) -> set[str]:
+    """Poll the archive until every delivered id is in it or `timeout` seconds passed; the archived ids."""
+    deadline = time.monotonic() + timeout
+    while True:
+        archived = archived_ids(dsn, banks)
+        if delivered <= archived or time.monotonic() >= deadline:
+            return archived
+        time.sleep(2)
 
 
 def archived_ids(dsn: str, banks: list[str]) -> set[str]:
@@ -103,18 +124,8 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
     for p in procs:
         p.wait(timeout=cfg.duration + 300)
     say("producers done; waiting for the pipeline to drain")
-    delivered: set[str] = set()
-    for bank in cfg.banks:
-        path = ids_dir / f"{bank}.ids"
-        if path.exists():
-            delivered |= set(path.read_text().split())
-    drain_deadline = time.monotonic() + 180
-    archived: set[str] = set()
-    while time.monotonic() < drain_deadline:
-        archived = archived_ids(settings.postgres_dsn, cfg.banks)
-        if delivered <= archived:
-            break
-        time.sleep(2)
+    delivered = delivered_ids(cfg, ids_dir)
+    archived = wait_archived(settings.postgres_dsn, cfg.banks, delivered, timeout=180)
     time.sleep(3)  # let the last alerts arrive
     sampler.stop()
     probe.stop()

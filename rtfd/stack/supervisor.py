@@ -1,6 +1,9 @@
 """The supervisor: a small process that restarts any stack component that dies, with a restart budget.
 
 `rtfd up` starts it last; `rtfd down` stops it first, so a deliberate stop is never undone.
+A component can be held down for a while (`hold`): fault injection (`rtfd chaos`) keeps, say, the registry
+stopped for 30 s without the supervisor undoing it; a hold expires by itself, so a crashed caller cannot leave
+a component down for good.
 Run as `python -m rtfd.stack.supervisor` with the stack's RTFD_* environment.
 """
 
@@ -10,6 +13,7 @@ import logging
 import signal
 import time
 from collections import defaultdict, deque
+from pathlib import Path
 
 from rtfd.config import Settings
 
@@ -18,6 +22,29 @@ MAX_RESTARTS = 5  # per component within RESTART_WINDOW_S; past that it stays do
 RESTART_WINDOW_S = 120.0
 
 log = logging.getLogger("rtfd.supervisor")
+
+
+def hold_file(state_dir: Path, name: str) -> Path:
+    return state_dir / "run" / "hold" / name
+
+
+def hold(state_dir: Path, name: str, seconds: float) -> Path:
+    """Ask the supervisor to leave `name` alone for `seconds` (the file holds the expiry, epoch seconds)."""
+    path = hold_file(state_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.time() + seconds:.3f}")
+    return path
+
+
+def release(state_dir: Path, name: str) -> None:
+    hold_file(state_dir, name).unlink(missing_ok=True)
+
+
+def is_held(state_dir: Path, name: str) -> bool:
+    try:
+        return time.time() < float(hold_file(state_dir, name).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def main() -> None:
@@ -41,7 +68,7 @@ def main() -> None:
         if resubmit_job:
             resubmit_job = not resubmit(stack)
         for proc in stack.components():
-            if not running or proc.name in given_up or proc.is_running():
+            if not running or proc.name in given_up or proc.is_running() or is_held(stack.state, proc.name):
                 continue
             window = restarts[proc.name]
             now = time.monotonic()

@@ -1,0 +1,194 @@
+"""Health probes of the running stack, each answering "healthy now?" with a reason when not.
+
+A chaos scenario is recovered when every probe it names passes at the same moment. A probe never raises:
+an unreachable server is an unhealthy answer, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+from rtfd import topology
+from rtfd.config import Settings
+from rtfd.stack import NativeStack, kafka
+from rtfd.stack.flink import JOB_NAME
+from services.alerts import GROUP_ID as ALERT_CONSUMER_GROUP
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    why: str = ""
+
+
+Probe = Callable[[], Verdict]
+
+
+def components_running(stack: NativeStack) -> Probe:
+    def probe() -> Verdict:
+        down = [p.name for p in stack.components() if not p.is_running()]
+        return Verdict(not down, f"down: {', '.join(down)}" if down else "")
+
+    return probe
+
+
+def kafka_fully_replicated(settings: Settings) -> Probe:
+    """Every broker registered and every partition of the platform's topics has its full in-sync replica set."""
+    wanted = settings.broker_count
+
+    def probe() -> Verdict:
+        try:
+            meta = kafka.admin(settings).list_topics(timeout=5)
+        except Exception as exc:  # noqa: BLE001
+            return Verdict(False, f"kafka unreachable: {exc}")
+        if len(meta.brokers) < wanted:
+            return Verdict(False, f"{len(meta.brokers)}/{wanted} brokers registered")
+        for spec in topology.TOPICS:
+            topic = meta.topics.get(spec.name)
+            if topic is None or topic.error is not None:
+                return Verdict(False, f"topic {spec.name} not described")
+            for p in topic.partitions.values():
+                if p.leader < 0 or len(p.isrs) < len(p.replicas):
+                    return Verdict(False, f"{spec.name}[{p.id}] leader {p.leader}, isr {p.isrs} of {p.replicas}")
+        return Verdict(True)
+
+    return probe
+
+
+def flink_job_running(stack: NativeStack) -> Probe:
+    """The fraud job and every one of its tasks RUNNING on at least one TaskManager."""
+
+    def probe() -> Verdict:
+        try:
+            if stack.flink.taskmanagers() < 1:
+                return Verdict(False, "no TaskManager registered")
+            job = stack.flink.find_job(JOB_NAME, live_only=True)
+            if job is None:
+                return Verdict(False, f"no live {JOB_NAME} job")
+            detail = stack.flink._get(f"/jobs/{job['jid']}")
+        except (httpx.HTTPError, ValueError) as exc:
+            return Verdict(False, f"Flink REST unreachable: {exc.__class__.__name__}")
+        waiting = [v["name"][:40] for v in detail.get("vertices", []) if v.get("status") != "RUNNING"]
+        if detail.get("state") != "RUNNING" or waiting:
+            return Verdict(False, f"job {detail.get('state')}, tasks not running: {len(waiting)}")
+        return Verdict(True)
+
+    return probe
+
+
+def postgres_accepts(settings: Settings) -> Probe:
+    def probe() -> Verdict:
+        try:
+            with psycopg.connect(settings.postgres_dsn, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            return Verdict(True)
+        except psycopg.Error as exc:
+            return Verdict(False, f"postgres: {str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__}")
+
+    return probe
+
+
+def registry_answers(settings: Settings) -> Probe:
+    def probe() -> Verdict:
+        try:
+            ok = httpx.get(f"{settings.registry}/subjects", timeout=3).is_success
+            return Verdict(ok, "" if ok else "registry answered an error")
+        except httpx.HTTPError as exc:
+            return Verdict(False, f"registry unreachable: {exc.__class__.__name__}")
+
+    return probe
+
+
+def archive_flowing(settings: Settings, banks: list[str], since_ms: Callable[[], int]) -> Probe:
+    """The pipeline moves again: a transaction the load sent after `since_ms()` (epoch ms) is archived."""
+
+    def probe() -> Verdict:
+        try:
+            with psycopg.connect(settings.postgres_dsn, connect_timeout=3) as conn:
+                newest = conn.execute(
+                    "SELECT (extract(epoch FROM max(event_time)) * 1000)::bigint FROM transactions "
+                    "WHERE bank_id = ANY(%s)", (banks,)
+                ).fetchone()[0]
+        except psycopg.Error as exc:
+            return Verdict(False, f"archive not readable: {type(exc).__name__}")
+        if newest is None or newest < since_ms():
+            return Verdict(False, "no transaction sent after the fault is archived yet")
+        return Verdict(True)
+
+    return probe
+
+
+def archive_written(settings: Settings, banks: list[str], since_ms: Callable[[], int]) -> Probe:
+    """The job writes the archive again: a row of the run's banks was first inserted after `since_ms()`
+    (processed_at is set on the first insert only, so a replayed row does not count)."""
+
+    def probe() -> Verdict:
+        try:
+            with psycopg.connect(settings.postgres_dsn, connect_timeout=3) as conn:
+                found = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM transactions WHERE bank_id = ANY(%s) "
+                    "AND processed_at >= to_timestamp(%s / 1000.0))", (banks, since_ms())
+                ).fetchone()[0]
+        except psycopg.Error as exc:
+            return Verdict(False, f"archive not readable: {type(exc).__name__}")
+        return Verdict(found, "" if found else "no archive row written since the fault ended")
+
+    return probe
+
+
+def archive_lag_s(settings: Settings, banks: list[str]) -> float | None:
+    """How far the archive trails the load: now minus the newest archived event_time of the run's banks."""
+    try:
+        with psycopg.connect(settings.postgres_dsn, connect_timeout=3) as conn:
+            lag = conn.execute(
+                "SELECT extract(epoch FROM now() - max(event_time)) FROM transactions WHERE bank_id = ANY(%s)",
+                (banks,),
+            ).fetchone()[0]
+        return None if lag is None else round(float(lag), 1)
+    except psycopg.Error:
+        return None
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-chaos-probe"})
+    try:
+        meta = probe.list_topics(topic, timeout=10).topics[topic]
+        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+    finally:
+        probe.close()
+
+
+def alert_consumer_caught_up(settings: Settings, target: Callable[[], dict[int, int]]) -> Probe:
+    """The alert consumer committed, on every partition of fraud-alerts, at least the offsets of `target()`
+    (the topic's end when the fault ended): it consumes and stores again."""
+
+    def probe() -> Verdict:
+        try:
+            wanted = target()
+            futures = kafka.admin(settings).list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(ALERT_CONSUMER_GROUP)])
+            committed = {tp.partition: tp.offset
+                         for tp in futures[ALERT_CONSUMER_GROUP].result(timeout=5).topic_partitions
+                         if tp.topic == topology.FRAUD_ALERTS}
+        except Exception as exc:  # noqa: BLE001
+            return Verdict(False, f"alert consumer offsets unknown: {exc}")
+        behind = {p: end - committed.get(p, 0) for p, end in wanted.items() if committed.get(p, 0) < end}
+        return Verdict(not behind, f"alert consumer behind on partitions {behind}" if behind else "")
+
+    return probe
+
+
+def all_of(probes: dict[str, Probe]) -> Probe:
+    def probe() -> Verdict:
+        for name, check in probes.items():
+            verdict = check()
+            if not verdict.ok:
+                return Verdict(False, f"{name}: {verdict.why}")
+        return Verdict(True)
+
+    return probe

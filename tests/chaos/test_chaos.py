@@ -1,0 +1,66 @@
+"""The short chaos set: every `rtfd chaos` scenario against the session's real stack, asserting zero loss.
+
+Each run is bounded (about 12 s of load at 200 tx/s around the fault, shorter outages than the full version)
+and undoes its fault itself, also when a check fails, so the next test starts from a whole stack. The full
+versions and their figures are in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rtfd.chaos.report import failures
+from rtfd.chaos.runner import ChaosConfig, run_scenario
+from rtfd.chaos.scenarios import SCENARIOS
+from rtfd.config import Settings
+from rtfd.stack import NativeStack
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(stack: Settings, flink_job_enabled: bool) -> Settings:
+    assert flink_job_enabled, "the chaos tests need the fraud job: run them without RTFD_TEST_FLINK_JOB=0"
+    return stack
+
+
+def run(settings: Settings, name: str) -> dict:
+    report = run_scenario(settings, SCENARIOS[name], ChaosConfig.for_tests(), say=print)
+    print({k: report[k] for k in ("phases", "counts", "info", "seconds")})
+    return report
+
+
+def assert_passed(report: dict) -> None:
+    assert report["passed"], f"{report['scenario']} failed: {failures(report)}; counts: {report['counts']}"
+    assert report["counts"]["delivered"] > 0 and report["counts"]["missing"] == 0
+
+
+def assert_whole(settings: Settings) -> None:
+    """The scenario undid its fault: every component of the stack runs again."""
+    assert all(p.is_running() for p in NativeStack(settings).components())
+
+
+@pytest.mark.parametrize("name", ["broker", "postgres", "registry", "alert-consumer"])
+def test_component_fault_loses_nothing(chaos_stack: Settings, name: str):
+    report = run(chaos_stack, name)
+    assert_whole(chaos_stack)
+    assert_passed(report)
+
+
+def test_taskmanager_killed_mid_stream_job_recovers_from_checkpoint(chaos_stack: Settings):
+    """Issue #3: TaskManager killed mid-stream, the job recovers: archived ids == produced ids, no duplicate
+    transaction_id, no duplicate alert."""
+    report = run(chaos_stack, "taskmanager")
+    assert_whole(chaos_stack)
+    assert_passed(report)
+    counts = report["counts"]
+    assert counts["archived"] == counts["delivered"] and counts["duplicate_archive_rows"] == 0
+    assert counts["duplicate_alerts"] == 0
+    assert report["info"]["job_restarts"] is None or report["info"]["job_restarts"] >= 1
+
+
+def test_bad_input_is_dead_lettered_and_good_input_archived(chaos_stack: Settings):
+    report = run(chaos_stack, "bad-input")
+    assert_passed(report)
+    injected, counts = report["injected"], report["counts"]
+    assert injected["accepted"] and set(injected["accepted"]) <= set(counts["dlq_keys"])
+    assert set(injected["refused"]) == set(injected["over_limit"])  # Kafka refuses what exceeds 1 MB
+    assert counts["bad_archived"] == 0

@@ -423,21 +423,26 @@ class FraudDashboard(pn.viewable.Viewer):
                 _frame(rows, columns), show_index=False, disabled=True, height=260, sizing_mode="stretch_width",
                 layout="fit_data_stretch", **kw))  # fmt: skip
 
-        precision_df = _frame(precision, ["rule", "alerts", "confirmed_fraud", "false_positive", "open", "precision"])
+        precision_df = _frame(precision, ["rule", "alerts", "labelled", "labelled_fraud", "precision", "fraud_caught",
+                                          "fraud_labelled", "recall", "confirmed_fraud", "false_positive", "open",
+                                          "triage_precision"])
         self.history_area.objects = [
             pn.pane.Markdown(
                 f"Last {self.history_days} days"
                 + (f", bank {period.bank}" if period.bank else ", all banks")
-                + ". Precision counts triage decisions (confirmed fraud vs false positive) as labels until the "
-                "fraud-labels topic is archived in PostgreSQL; open alerts count neither way.",
+                + ". Rule precision and recall are measured against the ground-truth labels (fraud-labels), per "
+                "flagged transaction: precision = labelled fraud / labelled, recall = fraud caught / all "
+                "fraud-labelled transactions; triage precision counts the analysts' decisions, open alerts "
+                "neither way.",
                 styles=MUTED,
             ),
             pn.Row(pn.pane.Bokeh(daily_volume_figure(volumes), sizing_mode="stretch_width"),
                    pn.pane.Bokeh(alert_rate_figure(rates, HISTORY_DIMENSIONS[self.history_dimension]),
                                  sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             pn.Row(pn.pane.Bokeh(rule_hits_figure(hits), sizing_mode="stretch_width"),
-                   table(precision, precision_df.columns, "Rule precision (triage as labels)",
-                         formatters={"precision": NumberFormatter(format="0.0%")}),
+                   table(precision, precision_df.columns, "Rule precision and recall (against labels)",
+                         formatters={c: NumberFormatter(format="0.0%")
+                                     for c in ("precision", "recall", "triage_precision")}),
                    sizing_mode="stretch_width"),
             pn.Row(table(merchants, risk_cols, f"Riskiest merchants (≥ {self.min_volume} transactions)",
                          titles={"key": "merchant"}, formatters=percent),

@@ -318,22 +318,46 @@ def rule_hits_per_day(source: Source | psycopg.Connection, period: Period, limit
 
 
 def rule_precision(source: Source | psycopg.Connection, period: Period) -> list[dict]:
-    """Per rule: alerts and how analysts triaged them; precision = confirmed / (confirmed + false positives).
+    """Per rule, against the ground-truth labels (`fraud_labels`) and, separately, the analysts' triage.
 
-    The labels are the triage decisions in `alerts` until the fraud-labels topic is archived in PostgreSQL;
-    open alerts do not count either way (precision is None while none is triaged)."""
-    where, params = period.where("detected_at")
+    The unit is the transaction the rule flagged (an alert names its rules; a transaction flagged twice by a rule
+    counts once); the period and bank select transactions by their event time, alerts and labels alike.
+    - labelled / labelled_fraud: flagged transactions that have a label / whose label says fraud;
+      precision = labelled_fraud / labelled (None while none of its transactions is labelled).
+    - fraud_labelled: the period's transactions labelled fraud (found in the archive, where their time is);
+      fraud_caught: those the rule flagged; recall = fraud_caught / fraud_labelled (None without fraud labels).
+    - alerts, confirmed_fraud, false_positive, open: the rule's alerts by triage status; triage_precision =
+      confirmed / (confirmed + false positives), open alerts counting neither way."""
+    alert_where, params = period.where("event_time")
+    tx_where, _ = period.where("t.event_time", "t.bank_id")
     return as_source(source).rows(
         f"""
-        SELECT rule, count(*) AS alerts,
-               count(*) FILTER (WHERE status = 'confirmed_fraud') AS confirmed_fraud,
-               count(*) FILTER (WHERE status = 'false_positive') AS false_positive,
-               count(*) FILTER (WHERE status = 'open') AS open,
-               (count(*) FILTER (WHERE status = 'confirmed_fraud'))::float8
-                 / nullif(count(*) FILTER (WHERE status <> 'open'), 0) AS precision
-        FROM (SELECT unnest(rules) AS rule, status FROM alerts WHERE {where}) r
-        GROUP BY rule ORDER BY alerts DESC, rule
-        """,  # noqa: S608
+        WITH al AS (SELECT unnest(rules) AS rule, transaction_id, status FROM alerts WHERE {alert_where}),
+        flagged AS (SELECT rule, transaction_id FROM al GROUP BY rule, transaction_id),
+        fraud AS (SELECT l.transaction_id FROM fraud_labels l JOIN transactions t ON t.transaction_id = l.transaction_id
+                   WHERE l.is_fraud AND {tx_where}),
+        fraud_total AS (SELECT count(*) AS n FROM fraud),
+        by_label AS (
+            SELECT f.rule, count(l.transaction_id) AS labelled,
+                   count(*) FILTER (WHERE l.is_fraud) AS labelled_fraud,
+                   count(fr.transaction_id) AS fraud_caught
+            FROM flagged f LEFT JOIN fraud_labels l ON l.transaction_id = f.transaction_id
+                           LEFT JOIN fraud fr ON fr.transaction_id = f.transaction_id
+            GROUP BY f.rule),
+        by_triage AS (
+            SELECT rule, count(*) AS alerts,
+                   count(*) FILTER (WHERE status = 'confirmed_fraud') AS confirmed_fraud,
+                   count(*) FILTER (WHERE status = 'false_positive') AS false_positive,
+                   count(*) FILTER (WHERE status = 'open') AS open
+            FROM al GROUP BY rule)
+        SELECT t.rule, t.alerts, b.labelled, b.labelled_fraud,
+               b.labelled_fraud::float8 / nullif(b.labelled, 0) AS precision,
+               b.fraud_caught, ft.n AS fraud_labelled, b.fraud_caught::float8 / nullif(ft.n, 0) AS recall,
+               t.confirmed_fraud, t.false_positive, t.open,
+               t.confirmed_fraud::float8 / nullif(t.confirmed_fraud + t.false_positive, 0) AS triage_precision
+        FROM by_triage t JOIN by_label b ON b.rule = t.rule CROSS JOIN fraud_total ft
+        ORDER BY t.alerts DESC, t.rule
+        """,  # noqa: S608 - only fixed column names are formatted in
         params,
     )
 

@@ -10,6 +10,8 @@ import psycopg
 
 from services.alerts import store
 from services.alerts.alert import Alert
+from services.labels import store as label_store
+from services.labels.label import FraudLabel
 
 _COUNTER = itertools.count()
 
@@ -53,3 +55,10 @@ def make_alert(tx: dict, detected_at: datetime | None = None, rules=("velocity",
 def insert_alerts(conn: psycopg.Connection, alerts: list[Alert]) -> None:
     inserted, _dupes = store.insert_alerts(conn, alerts)
     assert inserted == len(alerts)
+
+
+def insert_label(conn: psycopg.Connection, tx: dict, is_fraud: bool, labelled_at: datetime | None = None,
+                 source: str = "chargeback") -> None:  # fmt: skip
+    """A ground-truth label for a seeded transaction, stored as the labels consumer would (newest wins)."""
+    at = labelled_at or tx["event_time"] + timedelta(days=1)
+    label_store.upsert_labels(conn, [FraudLabel(tx["transaction_id"], is_fraud, None, at, source)])

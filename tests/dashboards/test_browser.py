@@ -198,7 +198,7 @@ def test_live_feed_grows_and_triage_writes_to_postgres_offline(stack, start_dash
             watched.shot("dashboard-triage.png")
 
             page.get_by_text("History", exact=True).click()
-            page.get_by_text("Rule precision (triage as labels)").wait_for(timeout=30_000)
+            page.get_by_text("Rule precision and recall (against labels)").wait_for(timeout=30_000)
             page.wait_for_timeout(1500)  # let the plots render before the picture
             watched.shot("dashboard-history.png")
 

@@ -17,7 +17,7 @@ import pytest
 from dashboards import data
 from dashboards.role import dashboard_dsn, enable_login
 from services.alerts import store
-from tests.dashboards.seed import insert_alerts, insert_transaction, make_alert, new_bank
+from tests.dashboards.seed import insert_alerts, insert_label, insert_transaction, make_alert, new_bank
 
 pytestmark = pytest.mark.stack
 
@@ -204,12 +204,44 @@ def test_rule_hits_per_day_and_precision(conn, history):
     assert [(r["day"].date(), r["rule"], r["hits"]) for r in hits] == [
         (day0, "r-geo", 2), (day0, "r-velocity", 2), (day1, "r-velocity", 1)]  # fmt: skip
     precision = {r["rule"]: r for r in data.rule_precision(conn, period)}
-    # r-velocity: confirmed, false positive, confirmed; r-geo: false positive, open
+    # triage: r-velocity confirmed, false positive, confirmed; r-geo false positive, open
     assert (precision["r-velocity"]["alerts"], precision["r-velocity"]["confirmed_fraud"],
             precision["r-velocity"]["false_positive"]) == (3, 2, 1)  # fmt: skip
-    assert precision["r-velocity"]["precision"] == pytest.approx(2 / 3)
+    assert precision["r-velocity"]["triage_precision"] == pytest.approx(2 / 3)
     assert (precision["r-geo"]["alerts"], precision["r-geo"]["open"]) == (2, 1)
-    assert precision["r-geo"]["precision"] == pytest.approx(0.0)
+    assert precision["r-geo"]["triage_precision"] == pytest.approx(0.0)
+    # no labels yet: nothing to measure against, whatever the triage says
+    assert all(r["labelled"] == 0 and r["precision"] is None and r["recall"] is None for r in precision.values())
+
+
+def test_rule_precision_and_recall_against_labels(conn, history):
+    period, _, txs = history
+    # r-velocity flagged t0, t1, t4; r-geo flagged t1 (twice). Labels: t0 fraud, t1 legit, t2 fraud (no rule
+    # caught it), t5 legit (not flagged), t4 none.
+    insert_label(conn, txs[0], True)
+    insert_label(conn, txs[1], False)
+    insert_label(conn, txs[2], True)
+    insert_label(conn, txs[5], False)
+    cols = ("alerts", "labelled", "labelled_fraud", "precision", "fraud_caught", "fraud_labelled", "recall")
+    rows = {r["rule"]: tuple(r[c] for c in cols) for r in data.rule_precision(conn, period)}
+    assert rows == {"r-velocity": (3, 2, 1, pytest.approx(0.5), 1, 2, pytest.approx(0.5)),
+                    "r-geo": (2, 1, 0, pytest.approx(0.0), 0, 2, pytest.approx(0.0))}  # fmt: skip
+
+    # a chargeback later says t1 was fraud after all: the newer label wins, both rules gain
+    insert_label(conn, txs[1], True, labelled_at=txs[1]["event_time"] + timedelta(days=20))
+    rows = {r["rule"]: tuple(r[c] for c in cols) for r in data.rule_precision(conn, period)}
+    assert rows == {"r-velocity": (3, 2, 2, pytest.approx(1.0), 2, 3, pytest.approx(2 / 3)),
+                    "r-geo": (2, 1, 1, pytest.approx(1.0), 1, 3, pytest.approx(1 / 3))}  # fmt: skip
+    # the triage columns stay the analysts' view
+    velocity = next(r for r in data.rule_precision(conn, period) if r["rule"] == "r-velocity")
+    assert (velocity["confirmed_fraud"], velocity["false_positive"]) == (2, 1)
+    assert velocity["triage_precision"] == pytest.approx(2 / 3)
+
+    # the period selects by event time: the second day alone has t4 (unlabelled) and t5 (legit, not flagged)
+    day1 = data.Period(txs[4]["event_time"] - timedelta(hours=2), period.until, period.bank)
+    (only,) = data.rule_precision(conn, day1)
+    assert (only["rule"], only["alerts"], only["labelled"], only["precision"], only["fraud_labelled"],
+            only["recall"]) == ("r-velocity", 1, 0, None, 0, None)  # fmt: skip
 
 
 def test_alert_map_aggregates_per_cell(conn, history):

@@ -1,0 +1,1 @@
+"""The lake domain: extract (+ Great Expectations checks), lake partitions, marts, and their automation."""

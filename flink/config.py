@@ -67,7 +67,8 @@ class JobConfig:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides) -> JobConfig:
         settings = settings or Settings()
-        url, user, password = jdbc_from_dsn(settings.postgres_dsn)
+        # the archive sink writes as rtfd_flink (0005_component_roles.sql) when the stack runs PostgreSQL
+        url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
         base = cls(settings.kafka_bootstrap, settings.registry, url, user, password)
         return replace(base, **overrides)
 

@@ -9,7 +9,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rtfd import topology
@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     """Kafka bootstrap servers; default: the native stack's brokers."""
     registry_url: str | None = None
     """Schema registry URL; default: the native registry."""
+    registry_user: str = "rtfd"
+    """User name for the schema registry's HTTP basic auth (writes always need it, reads per registry_read_auth)."""
+    registry_password: SecretStr | None = None
+    """The registry user's password; for the native registry generated into the state folder if unset."""
+    registry_read_auth: bool = False
+    """Whether the registry also wants credentials for reads (GET, lookups, compatibility checks)."""
     pg_dsn: SecretStr | None = None
     """An existing PostgreSQL database; when unset `rtfd up` runs a private cluster in the state folder."""
     pg_password: SecretStr = SecretStr("rtfd")
@@ -34,6 +40,13 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
     pg_os_user: str = "postgres"
     """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
+
+    @field_validator("registry_user")
+    @classmethod
+    def _basic_auth_user(cls, value: str) -> str:
+        if not value or ":" in value:
+            raise ValueError("RTFD_REGISTRY_USER must be non-empty and without ':' (HTTP basic auth user name)")
+        return value
 
     # --- derived ------------------------------------------------------------------------------------------
     def port(self, base: int) -> int:
@@ -63,7 +76,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def registry(self) -> str:
-        return self.registry_url or f"http://127.0.0.1:{self.port(topology.REGISTRY_PORT)}"
+        return self.registry_url or self.native_registry
 
     @property
     def postgres_dsn(self) -> str:
@@ -81,6 +94,29 @@ class Settings(BaseSettings):
         if self.card_token_key is not None:
             return self.card_token_key.get_secret_value().encode()
         return self.state_secret("card_token_key").encode()
+
+    def component_dsn(self, component: str) -> str:
+        """The DSN a component (flink, alerts, lake, registry) connects with: its own least-privilege role
+        (schemas/postgres/0005_component_roles.sql) when the stack runs PostgreSQL, else RTFD_PG_DSN's user."""
+        if not self.managed_postgres:
+            return self.postgres_dsn
+        from rtfd.security.roles import role_dsn
+
+        return role_dsn(self.postgres_dsn, component, self.state_secret(f"{component}_db_password"))
+
+    @property
+    def native_registry(self) -> str:
+        return f"http://127.0.0.1:{self.port(topology.REGISTRY_PORT)}"
+
+    def registry_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for the schema registry: RTFD_REGISTRY_PASSWORD, else, for the native registry,
+        the one generated into the state folder; None for another registry without a password given
+        (the native password is never sent elsewhere)."""
+        if self.registry_password is not None:
+            return self.registry_user, self.registry_password.get_secret_value()
+        if self.registry_url and self.registry_url.rstrip("/") != self.native_registry:
+            return None
+        return self.registry_user, self.state_secret("registry_password")
 
     def state_secret(self, name: str) -> str:
         """A random secret generated once into <state>/secrets/<name> (0600) and kept across restarts."""
@@ -116,4 +152,10 @@ class Settings(BaseSettings):
         return conf
 
     def registry_conf(self) -> dict:
-        return {"url": self.registry}
+        """confluent-kafka SchemaRegistryClient configuration, with basic auth when credentials are known
+        (its basic.auth.user.info; this client takes no basic.auth.credentials.source)."""
+        conf = {"url": self.registry}
+        credentials = self.registry_credentials()
+        if credentials is not None:
+            conf["basic.auth.user.info"] = ":".join(credentials)
+        return conf

@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from rtfd import topology
 from rtfd.config import Settings
 from services.registry.app import create_app
+from services.registry.auth import BasicAuth
 
 log = logging.getLogger("services.registry")
 
@@ -37,8 +38,16 @@ def main(argv: list[str] | None = None) -> None:
         db.get("port", 5432),
         db.get("dbname", ""),
     )
+    # the native registry always has credentials (generated if not given); an unset password here means
+    # someone runs it by hand against an external registry URL: then changes need RTFD_REGISTRY_PASSWORD
+    credentials = settings.registry_credentials()
+    if credentials is None:
+        raise SystemExit("the registry needs RTFD_REGISTRY_PASSWORD when RTFD_REGISTRY_URL is set")
+    auth = BasicAuth(*credentials, protect_reads=settings.registry_read_auth)
+    log.info("changes need basic auth as %r; reads %s", auth.user,
+             "too" if auth.protect_reads else "are open (RTFD_REGISTRY_READ_AUTH=true to close them)")
     # access_log off and log_level warning: one startup line, then only problems
-    uvicorn.run(create_app(dsn), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(dsn, auth), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

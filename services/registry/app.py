@@ -15,11 +15,13 @@ import avro.schema
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.registry import compat, errors
+from services.registry.auth import AuthMiddleware, BasicAuth
 from services.registry.errors import RegistryError
 from services.registry.store import Store
 
@@ -316,8 +318,9 @@ def _routes() -> list[Route]:
     ]
 
 
-def create_app(dsn: str) -> Starlette:
-    """The registry as an ASGI app; its tables are created (if missing) when the app starts."""
+def create_app(dsn: str, auth: BasicAuth | None = None) -> Starlette:
+    """The registry as an ASGI app; its tables are created (if missing) when the app starts.
+    With `auth`, changes (and reads, if it says so) need its HTTP basic auth credentials."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -332,6 +335,7 @@ def create_app(dsn: str) -> Starlette:
     return Starlette(
         routes=_routes(),
         lifespan=lifespan,
+        middleware=[Middleware(AuthMiddleware, auth=auth)] if auth is not None else [],
         exception_handlers={
             RegistryError: _registry_error,
             HTTPException: _http_error,

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 WRITE_LOCK = 0x7274_6664_7265_6769  # "rtfdregi": serialises DDL and every write
 
+# The schema itself is created apart (see create_tables): CREATE SCHEMA needs the database's CREATE right even
+# when the schema exists, which the registry's own role (0005_component_roles.sql, owner of `registry`) lacks.
 DDL = """
-CREATE SCHEMA IF NOT EXISTS registry;
 CREATE TABLE IF NOT EXISTS registry.schemas (
     id          serial PRIMARY KEY,
     fingerprint text NOT NULL UNIQUE,
@@ -101,6 +102,8 @@ class Store:
                 # The lock makes concurrent first starts safe: CREATE ... IF NOT EXISTS alone can still race.
                 with self.pool.transaction() as conn:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    if conn.execute("SELECT to_regnamespace('registry')").fetchone()[0] is None:
+                        conn.execute("CREATE SCHEMA registry")
                     conn.execute(DDL)
                 return
             except psycopg.OperationalError as exc:

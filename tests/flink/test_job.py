@@ -51,6 +51,8 @@ class Run:
         self.table = f"archive_{suffix}"
         with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
             conn.execute(f"CREATE TABLE {self.table} (LIKE transactions INCLUDING ALL)")
+            if settings.managed_postgres:  # the job writes as rtfd_flink (0005_component_roles.sql): grant it
+                conn.execute(f"GRANT SELECT, INSERT, UPDATE ON {self.table} TO rtfd_flink")
         self.producer = Producer(settings.kafka_producer_conf())
         registry = SchemaRegistryClient(settings.registry_conf())
         self.serializers = {v: AvroSerializer(registry, schemas.transaction_schema(v),

@@ -107,7 +107,8 @@ def test_levels_are_case_insensitive_and_closed():
 # --- the real server --------------------------------------------------------------------------------------
 @pytest.fixture
 def http(stack):
-    with httpx.Client(base_url=stack.registry, timeout=10) as client:
+    # changes need the registry's credentials (services/registry/auth.py); tests/security covers the refusals
+    with httpx.Client(base_url=stack.registry, auth=stack.registry_credentials(), timeout=10) as client:
         yield client
 
 
@@ -399,7 +400,7 @@ def test_concurrent_registrations_agree(stack):
     ids: list[int] = []
 
     def register() -> None:
-        with httpx.Client(base_url=stack.registry, timeout=30) as http:
+        with httpx.Client(base_url=stack.registry, auth=stack.registry_credentials(), timeout=30) as http:
             ids.append(post(http, f"/subjects/{subject}/versions", text).json()["id"])
 
     threads = [threading.Thread(target=register) for _ in range(8)]

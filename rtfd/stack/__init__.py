@@ -85,7 +85,9 @@ class NativeStack:
         return {"RTFD_PG_DSN": self.settings.component_dsn(component)}
 
     def labels_consumer(self) -> ManagedProcess:
-        return self._python_process("labels-consumer", ["-m", "services.labels"])
+        proc = self._python_process("labels-consumer", ["-m", "services.labels"])
+        proc.env.update(self.database_env("alerts"))  # rtfd_alerts may write fraud_labels (0005)
+        return proc
 
     def dashboard(self) -> ManagedProcess:
         proc = self._python_process(

@@ -120,6 +120,7 @@ def test_components_connect_as_their_roles(stack):
     native = NativeStack(stack)
     assert urlsplit(native.registry().env["RTFD_PG_DSN"]).username == "rtfd_registry"
     assert urlsplit(native.alert_consumer().env["RTFD_PG_DSN"]).username == "rtfd_alerts"
+    assert urlsplit(native.labels_consumer().env["RTFD_PG_DSN"]).username == "rtfd_alerts"
     from flink.config import JobConfig
 
     assert JobConfig.from_settings(stack).jdbc_user == "rtfd_flink"

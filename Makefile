@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up down status test lint install jars clean
+.PHONY: up down status test lint audit lock install jars clean
 
 up: install
 	$(BIN)/rtfd up
@@ -20,6 +20,17 @@ test: install lint
 
 lint: install
 	$(BIN)/ruff check .
+
+# Known vulnerabilities of the pinned dependency set (pip-audit; see docs/security.md). No ignores so far:
+# add `--ignore-vuln ID` here only with a comment saying why that vulnerability cannot reach rtfd.
+audit: install
+	$(BIN)/python -m rtfd.security.audit requirements.lock
+
+# Re-pin requirements.lock from the virtualenv after changing pyproject.toml's dependencies.
+lock: install
+	{ echo "# The resolved dependency set of .venv (pip install -e '.[test]'), for \`make audit\` (pip-audit)."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable; } > requirements.lock
 
 install: $(VENV)/.installed jars
 

@@ -44,6 +44,8 @@ class LazyGroup(click.Group):
         "labels": "services.replay.cli:labels",
         "alerts": "services.alerts.cli:alerts",
         "rules": "flink.rules.cli:rules",
+        "lake": "rtfd.lake:lake_cli",
+        "sql": "rtfd.lake:sql",
         "chaos": "rtfd.chaos.cli:chaos",
     },
     context_settings={"help_option_names": ["-h", "--help"]},

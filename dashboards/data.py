@@ -9,9 +9,12 @@ returns more rows than its limit, whatever the size of the archive.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import psycopg
@@ -227,6 +230,40 @@ def as_source(source: Source | psycopg.Connection) -> Source:
     return PostgresSource(source) if isinstance(source, psycopg.Connection) else source
 
 
+LAKE_ENV = "RTFD_DASHBOARD_LAKE"
+"""The lakehouse's DuckDB file (`rtfd up` sets it); once the file exists, history reads the lake, not PostgreSQL."""
+
+
+class DuckDBSource:
+    """History from the lakehouse: the DuckDB database's views over the Parquet lake (warehouse/lake.py), in UTC.
+    Opened read-only per query, so a rebuild (a new file renamed over the old one) is seen and never blocked."""
+
+    def __init__(self, database: Path):
+        self.database = database
+
+    def rows(self, sql: str, params: Mapping[str, object]) -> list[dict]:
+        import duckdb
+
+        sql = re.sub(r"%\((\w+)\)s", r"$\1", sql)  # psycopg's named parameters -> DuckDB's
+        used = {k: v for k, v in params.items() if f"${k}" in sql}
+        con = duckdb.connect(str(self.database), read_only=True)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            cur = con.execute(sql, used)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            con.close()
+
+
+def history_source(source: Source | psycopg.Connection) -> Source:
+    """The lake's DuckDB database when it exists (LAKE_ENV), else the given source (PostgreSQL)."""
+    lake = os.environ.get(LAKE_ENV)
+    if isinstance(source, psycopg.Connection) and lake and Path(lake).exists():
+        return DuckDBSource(Path(lake))
+    return as_source(source)
+
+
 @dataclass(frozen=True)
 class Period:
     """A half-open time range [since, until) and an optional bank, shared by every history query."""
@@ -259,7 +296,7 @@ DIMENSIONS = {
 def daily_volumes(source: Source | psycopg.Connection, period: Period) -> list[dict]:
     """Per UTC day (by event time): transactions, alerts, alerts confirmed as fraud."""
     tx_where, params = period.where("event_time")
-    return as_source(source).rows(
+    return history_source(source).rows(
         f"""
         WITH tx AS (SELECT date_trunc('day', event_time AT TIME ZONE 'UTC') AS day, count(*) AS transactions
                       FROM transactions WHERE {tx_where} GROUP BY 1),
@@ -282,7 +319,7 @@ def alert_rate_by(
     `min_volume` transactions are left out (a merchant with 1 transaction and 1 alert is not the riskiest)."""
     column = DIMENSIONS[dimension]
     where, params = period.where("t.event_time", "t.bank_id")
-    return as_source(source).rows(
+    return history_source(source).rows(
         f"""
         SELECT key, count(*) AS transactions, count(*) FILTER (WHERE flagged) AS alerts,
                (count(*) FILTER (WHERE flagged))::float8 / count(*) AS alert_rate
@@ -307,7 +344,7 @@ def riskiest_terminals(source, period: Period, min_volume: int = 20, limit: int 
 def rule_hits_per_day(source: Source | psycopg.Connection, period: Period, limit: int = 2000) -> list[dict]:
     """Alerts per rule per UTC day (by detection time); an alert naming two rules counts for both."""
     where, params = period.where("detected_at")
-    return as_source(source).rows(
+    return history_source(source).rows(
         f"""
         SELECT date_trunc('day', detected_at AT TIME ZONE 'UTC') AS day, rule, count(*) AS hits
         FROM (SELECT detected_at, unnest(rules) AS rule FROM alerts WHERE {where}) r
@@ -367,7 +404,7 @@ def alert_map(
 ) -> list[dict]:
     """Alerts whose transaction has a location, counted per grid cell (cell_degrees wide), busiest first."""
     where, params = period.where("a.detected_at", "a.bank_id")
-    return as_source(source).rows(
+    return history_source(source).rows(
         f"""
         SELECT round(t.lat / %(cell)s) * %(cell)s AS lat, round(t.lon / %(cell)s) * %(cell)s AS lon,
                count(*) AS alerts, max(a.score) AS max_score

@@ -61,7 +61,11 @@ def load_suite(name: str) -> dict:
 def _context():
     import great_expectations as gx
 
-    return gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # logs, not terminal bars
+    return context
 
 
 def validate(suite_name: str, rows: pa.Table, day: date) -> Outcome:

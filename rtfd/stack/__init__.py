@@ -107,10 +107,33 @@ class NativeStack:
             env["RTFD_DASHBOARD_PG_DSN"] = dashboard_dsn(
                 self.settings.postgres_dsn, self.settings.state_secret("dashboard_db_password")
             )
+        from warehouse.config import database_path
+
+        env["RTFD_DASHBOARD_LAKE"] = str(database_path(self.settings))  # history from the lake once it is built
         given = ("RTFD_DASHBOARD_PASSWORD", "RTFD_DASHBOARD_PASSWORD_HASH", "RTFD_DASHBOARD_DEV")
         if not any(os.environ.get(k) for k in given):
             env["RTFD_DASHBOARD_PASSWORD"] = self.settings.state_secret("dashboard_password")
         return env
+
+    def dagster_env(self) -> dict[str, str]:
+        """Dagster's instance (runs, schedules, sensor cursors) lives in <state>/dagster; `up` writes its
+        dagster.yaml (orchestration/instance.py)."""
+        from warehouse.config import dagster_home
+
+        return {"DAGSTER_HOME": str(dagster_home(self.settings))}
+
+    def dagster_webserver(self) -> ManagedProcess:
+        port = self.settings.port(topology.DAGSTER_PORT)
+        args = ["-m", "dagster_webserver", "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
+        proc = self._python_process("dagster-webserver", args, port=port)
+        proc.env.update(self.dagster_env())
+        return proc
+
+    def dagster_daemon(self) -> ManagedProcess:
+        daemon = Path(sys.executable).parent / "dagster-daemon"  # the console script of the dagster package
+        proc = self._python_process("dagster-daemon", [str(daemon), "run", "-m", "orchestration.definitions"])
+        proc.env.update(self.dagster_env())
+        return proc
 
     def supervisor(self) -> ManagedProcess:
         return self._python_process("supervisor", ["-m", "rtfd.stack.supervisor"])
@@ -124,6 +147,7 @@ class NativeStack:
         if info.get("flink", False):
             procs += self.flink.processes()
         procs += [self.alert_consumer(), self.labels_consumer(), self.dashboard()]
+        procs += [self.dagster_webserver(), self.dagster_daemon()]
         procs += [self.producer(bank, info.get("tps", DEFAULT_BANK_TPS)) for bank in info.get("banks", [])]
         return procs
 
@@ -220,6 +244,14 @@ class NativeStack:
             self.say(f"dashboard: http://127.0.0.1:{dashboard.port} (password in "
                      f"{self.settings.state_dir / 'secrets' / 'dashboard_password'})")
 
+        from orchestration.instance import ensure_home
+
+        ensure_home(self.settings)  # the lakehouse: Dagster UI + schedules and sensors on <state>/dagster
+        webserver = self.dagster_webserver()
+        self._start(webserver, lambda: httpx.get(f"http://127.0.0.1:{webserver.port}/server_info", timeout=2)
+                    .is_success, 240)
+        self._start(self.dagster_daemon(), lambda: True, 0)
+
         for bank in banks:
             self._start(self.producer(bank, tps), lambda: True, 0)
         self._start(self.supervisor(), lambda: True, 0)
@@ -295,7 +327,8 @@ class NativeStack:
         tiers = [
             [p for p in others if p.name == "supervisor"],  # first, so nothing gets restarted
             [p for p in others
-             if p.name.startswith("producer-") or p.name in ("alert-consumer", "labels-consumer", "dashboard")],
+             if p.name.startswith("producer-") or p.name in ("alert-consumer", "labels-consumer", "dashboard",
+                                                          "dagster-webserver", "dagster-daemon")],
             [p for p in others if p.name == "flink-taskmanager"],
             [p for p in others if p.name == "flink-jobmanager"],
             [p for p in others if p.name == "registry"],

@@ -27,6 +27,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import schemas
 from dashboards.role import dashboard_dsn, enable_login
 from rtfd.config import Settings
+from rtfd.stack.postgres import can_connect
 from rtfd.stack.status import consumer_lag
 from services.kafka_sink import connect
 from services.labels import GROUP_ID, store
@@ -35,6 +36,7 @@ from services.labels.label import FraudLabel
 from services.producer.sender import avro_serializer
 from services.replay.labels import load_labels
 from tests.kafka_helpers import create_topic
+from tests.services.test_alert_consumer import throwaway_pg  # noqa: F401 - a fixture: a PostgreSQL we may stop
 
 pytestmark = pytest.mark.stack
 
@@ -186,6 +188,33 @@ def test_labels_land_once_newest_wins_and_poison_goes_to_dead_letters(stack):
         wait_until(lambda: again.stats.duplicates + again.stats.stored == 16, what="the 16 valid labels seen again")
     assert again.stats.stored == 0
     assert stored(stack.postgres_dsn, t.prefix) == rows
+
+
+def test_database_outage_loses_no_label_and_commits_only_what_is_stored(stack, throwaway_pg):  # noqa: F811
+    dsn, pg, admin_dsn = throwaway_pg
+    t = LabelsTopic(stack)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    consumer = make_consumer(stack, t, dsn=dsn)
+    with running(consumer):
+        t.send(*(t.label(n, at) for n in range(10)))
+        wait_until(lambda: len(stored(dsn, t.prefix)) == 10, what="the first 10 labels")
+        wait_until(lambda: t.committed() == t.end_offsets(), 30, "the first batch committed")
+        before_outage = t.committed()
+
+        pg.stop()
+        t.send(*(t.label(n, at) for n in range(10, 25)))
+        t.send(t.label(2, at + timedelta(minutes=1), is_fraud=False, source="chargeback"))  # a correction, too
+        wait_until(lambda: consumer.stats.retries >= 3, 30, "the consumer retrying the write")
+        assert t.committed() == before_outage  # nothing committed for labels not stored
+
+        pg.start()
+        pg.wait_ready(lambda: can_connect(admin_dsn), 60)
+        wait_until(lambda: len(stored(dsn, t.prefix)) == 25, 60, "all 25 labels after the outage")
+        wait_until(lambda: t.committed() == t.end_offsets(), 30, "every offset committed after the outage")
+    rows = stored(dsn, t.prefix)
+    assert set(rows) == {t.tx(n) for n in range(25)}
+    assert (rows[t.tx(2)]["is_fraud"], rows[t.tx(2)]["source"]) == (False, "chargeback")
+    assert consumer.stats.stored == 26 and consumer.stats.dead_lettered == 0
 
 
 def test_the_stacks_labels_consumer_stores_a_label_file_and_reports_its_lag(stack, tmp_path):

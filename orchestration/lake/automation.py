@@ -8,11 +8,14 @@ import dagster as dg
 from orchestration.lake.assets import daily
 from orchestration.resources import LakeResource
 from warehouse import lake
+from warehouse.config import LakeSettings
+
+# RTFD_LAKE_SENSORS=false leaves them off (the UI can still switch them on), e.g. on a busy CI machine
+SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if LakeSettings().sensors else dg.DefaultSensorStatus.STOPPED
 
 lake_partition_job = dg.define_asset_job(
     "lake_partition_job",
-    selection=dg.AssetSelection.groups("extract", "lake"),
-    partitions_def=daily,
+    selection=dg.AssetSelection.groups("extract", "lake"),  # daily partitions, from the assets
     description="Extract one event date from the archive, validate it, publish it to the Parquet lake.",
 )
 marts_job = dg.define_asset_job(
@@ -34,9 +37,10 @@ def daily_yesterday(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"daily-{day}", partition_key=day)
 
 
-@dg.sensor(job=lake_partition_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job=lake_partition_job, minimum_interval_seconds=300, default_status=SENSOR_STATUS)
 def new_archive_data(context: dg.SensorEvaluationContext, lake_store: LakeResource):
-    """Rows archived since the last tick (by processed_at) -> a run for each event date they belong to."""
+    """Rows archived since the last tick (by processed_at) -> a run for each event date they belong to.
+    Every 5 minutes at most: each run re-extracts a whole day, which is cheap but not free on 2 cores."""
     since = datetime.fromisoformat(context.cursor) if context.cursor else None
     newest = lake.latest_processed_at(lake_store.dsn)
     if newest is None or (since is not None and newest <= since):
@@ -51,7 +55,7 @@ def new_archive_data(context: dg.SensorEvaluationContext, lake_store: LakeResour
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[lake_partition_job],
-                      request_job=marts_job, default_status=dg.DefaultSensorStatus.RUNNING)
+                      request_job=marts_job, default_status=SENSOR_STATUS)
 def marts_after_lake(context: dg.RunStatusSensorContext):
     """A lake partition was published: rebuild the marts over the whole lake."""
     return dg.RunRequest(run_key=f"marts-after-{context.dagster_run.run_id}")

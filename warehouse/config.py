@@ -25,8 +25,8 @@ class LakeSettings(BaseSettings):
     """The DuckDB database file; default <lake>/rtfd.duckdb."""
     start_date: date = date(2026, 1, 1)
     """First daily partition Dagster offers (event dates before it are not extracted)."""
-    sensors: bool = True
-    """Whether Dagster's sensors (new archive rows -> partition runs -> marts) start switched on."""
+    automation: bool = True
+    """Whether Dagster's schedules and sensors (new archive rows -> partition runs -> marts) start switched on."""
 
 
 def lake_dir(settings: Settings, lake: LakeSettings | None = None) -> Path:

@@ -60,7 +60,6 @@ def load_suite(name: str) -> dict:
 @cache
 def _context():
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -10,8 +10,10 @@ from orchestration.resources import LakeResource
 from warehouse import lake
 from warehouse.config import LakeSettings
 
-# RTFD_LAKE_SENSORS=false leaves them off (the UI can still switch them on), e.g. on a busy CI machine
-SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if LakeSettings().sensors else dg.DefaultSensorStatus.STOPPED
+# RTFD_LAKE_AUTOMATION=false leaves schedules and sensors off (the UI can still switch them on), e.g. on CI
+AUTOMATION = LakeSettings().automation
+SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if AUTOMATION else dg.DefaultSensorStatus.STOPPED
+SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if AUTOMATION else dg.DefaultScheduleStatus.STOPPED
 
 lake_partition_job = dg.define_asset_job(
     "lake_partition_job",
@@ -23,14 +25,16 @@ marts_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(job=lake_partition_job, cron_schedule="7 * * * *", execution_timezone="UTC")
+@dg.schedule(job=lake_partition_job, cron_schedule="7 * * * *", execution_timezone="UTC",
+             default_status=SCHEDULE_STATUS)
 def hourly_today(context: dg.ScheduleEvaluationContext):
     """Every hour: today's partition again (today's archive keeps growing)."""
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
     return dg.RunRequest(run_key=f"hourly-{context.scheduled_execution_time.isoformat()}", partition_key=day)
 
 
-@dg.schedule(job=lake_partition_job, cron_schedule="30 0 * * *", execution_timezone="UTC")
+@dg.schedule(job=lake_partition_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
+             default_status=SCHEDULE_STATUS)
 def daily_yesterday(context: dg.ScheduleEvaluationContext):
     """Every night: yesterday's partition, now complete (late events included)."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()

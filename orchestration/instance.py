@@ -48,3 +48,7 @@ def instance(settings: Settings):
 
     os.environ["DAGSTER_HOME"] = str(ensure_home(settings))
     return dg.DagsterInstance.get()
+
+
+if __name__ == "__main__":  # containers: `python -m orchestration.instance` prepares DAGSTER_HOME, prints it
+    print(ensure_home(Settings()))

@@ -10,7 +10,7 @@ import pytest
 from rtfd import topology
 from rtfd.stack import NativeStack
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]  # the first stack test pays the stack start
 
 
 def test_status_shows_dagster_webserver_and_daemon_up(stack):

@@ -15,7 +15,7 @@ from rtfd.chaos.scenarios import SCENARIOS
 @click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
 @click.option("--duration", type=click.FloatRange(min=2), help="Seconds of load around the fault (half before, "
               "half after recovery). Default 60, or 12 with --short.")
-@click.option("--tps", type=click.FloatRange(min=1), help="Transactions/s of the load. Default 400, 200 with --short.")
+@click.option("--tps", type=click.FloatRange(min=1), help="Transactions/s of the load. Default 200, 100 with --short.")
 @click.option("--short", is_flag=True, help="The test suite's version: shorter outages, fewer bad records.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench-results/chaos"), show_default=True, help="Where the JSON report goes.")

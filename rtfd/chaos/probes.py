@@ -6,18 +6,23 @@ an unreachable server is an unhealthy answer, not an error.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import psycopg
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from rtfd import topology
 from rtfd.config import Settings
-from rtfd.stack import NativeStack, kafka
+from rtfd.stack import NativeStack
 from rtfd.stack.flink import JOB_NAME
+from rtfd.stack.process import port_open
 from services.alerts import GROUP_ID as ALERT_CONSUMER_GROUP
+
+_quiet = logging.getLogger("rtfd.chaos.kafka")
 
 
 @dataclass
@@ -29,12 +34,30 @@ class Verdict:
 Probe = Callable[[], Verdict]
 
 
-def components_running(stack: NativeStack) -> Probe:
+def components_running(stack: NativeStack, names: set[str]) -> Probe:
+    """Each named component's process runs, and listens when it has a port (a restarted JVM takes a while)."""
+
     def probe() -> Verdict:
-        down = [p.name for p in stack.components() if not p.is_running()]
-        return Verdict(not down, f"down: {', '.join(down)}" if down else "")
+        procs = [p for p in stack.components() if p.name in names]
+        down = [p.name for p in procs if not p.is_running()]
+        deaf = [p.name for p in procs if p.port and p.name not in down and not port_open(p.port)]
+        why = "; ".join(part for part in (f"down: {', '.join(down)}" if down else "",
+                                          f"not listening yet: {', '.join(deaf)}" if deaf else "") if part)
+        return Verdict(not why, why)
 
     return probe
+
+
+_ADMINS: dict[str, AdminClient] = {}
+
+
+def admin(settings: Settings) -> AdminClient:
+    """One admin client per cluster for all probes, logging through Python (quiet) instead of stderr: a
+    probe polled every half second must not open a client each time, nor print a line per refused connect."""
+    key = settings.kafka_bootstrap
+    if key not in _ADMINS:
+        _ADMINS[key] = AdminClient({"bootstrap.servers": key, "socket.timeout.ms": 5000, "logger": _quiet})
+    return _ADMINS[key]
 
 
 def kafka_fully_replicated(settings: Settings) -> Probe:
@@ -43,7 +66,7 @@ def kafka_fully_replicated(settings: Settings) -> Probe:
 
     def probe() -> Verdict:
         try:
-            meta = kafka.admin(settings).list_topics(timeout=5)
+            meta = admin(settings).list_topics(timeout=5)
         except Exception as exc:  # noqa: BLE001
             return Verdict(False, f"kafka unreachable: {exc}")
         if len(meta.brokers) < wanted:
@@ -154,8 +177,27 @@ def archive_lag_s(settings: Settings, banks: list[str]) -> float | None:
         return None
 
 
+def flink_backlog(settings: Settings) -> Probe:
+    """The fraud job's consumer group has (almost) nothing left to read on `transactions`: a run that starts
+    on top of the previous run's backlog would measure that backlog, not its own fault. Offsets are committed
+    at checkpoints (10 s), so up to ~10 s of live traffic counts as drained."""
+    from rtfd.bench.sampler import FLINK_GROUP
+    from rtfd.stack.status import consumer_lag
+
+    def probe() -> Verdict:
+        try:
+            rows = consumer_lag(settings, [FLINK_GROUP], admin(settings))
+        except Exception as exc:  # noqa: BLE001
+            return Verdict(False, f"lag unknown: {exc}")
+        lag = sum(r["lag"] for r in rows if r["topic"] == topology.TRANSACTIONS)
+        return Verdict(lag <= 5000, f"the Flink job still has {lag} transactions to read" if lag > 5000 else "")
+
+    return probe
+
+
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-chaos-probe"})
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-chaos-probe",
+                      "logger": _quiet})
     try:
         meta = probe.list_topics(topic, timeout=10).topics[topic]
         return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
@@ -170,7 +212,7 @@ def alert_consumer_caught_up(settings: Settings, target: Callable[[], dict[int, 
     def probe() -> Verdict:
         try:
             wanted = target()
-            futures = kafka.admin(settings).list_consumer_group_offsets(
+            futures = admin(settings).list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(ALERT_CONSUMER_GROUP)])
             committed = {tp.partition: tp.offset
                          for tp in futures[ALERT_CONSUMER_GROUP].result(timeout=5).topic_partitions

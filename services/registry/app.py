@@ -42,6 +42,18 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() == "true"
 
 
+def _text(value: str, what: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here, with a clear error, instead of failing in the store
+    if "\x00" in value:
+        raise errors.invalid_subject(what, "it contains a NUL character")
+    return value
+
+
+def _subject(request: Request, optional: bool = False) -> str | None:
+    subject = request.path_params.get("subject") if optional else request.path_params["subject"]
+    return None if subject is None else _text(subject, "subject")
+
+
 def _version(raw: str) -> int | None:
     """A path version as an int, or None for the latest ("latest" or -1)."""
     if raw == "latest":
@@ -118,7 +130,7 @@ async def contexts(request: Request) -> Response:
 
 # --- subjects ---------------------------------------------------------------------------------------------
 async def list_subjects(request: Request) -> Response:
-    prefix = request.query_params.get("subjectPrefix", "")
+    prefix = _text(request.query_params.get("subjectPrefix", ""), "subjectPrefix")
     subjects = await run_in_threadpool(
         _store(request).subjects, _flag(request, "deleted"), _flag(request, "deleted_only"), prefix
     )
@@ -126,7 +138,7 @@ async def list_subjects(request: Request) -> Response:
 
 
 async def list_versions(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     versions = await run_in_threadpool(_store(request).versions, subject, _flag(request, "deleted"))
     if not versions:
         raise errors.subject_not_found(subject)
@@ -134,14 +146,14 @@ async def list_versions(request: Request) -> Response:
 
 
 async def get_version(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     version = _version(request.path_params["version"])
     versions = await run_in_threadpool(_store(request).versions, subject, _flag(request, "deleted"))
     return RegistryResponse(_pick(versions, subject, version).body())
 
 
 async def get_version_schema(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     version = _version(request.path_params["version"])
     versions = await run_in_threadpool(_store(request).versions, subject, _flag(request, "deleted"))
     return Response(_pick(versions, subject, version).schema, media_type=MEDIA_TYPE)
@@ -152,27 +164,27 @@ async def referenced_by(request: Request) -> Response:
 
 
 async def register(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     text, parsed = await _schema_body(request)
     schema_id = await run_in_threadpool(_store(request).register, subject, text, parsed)
     return RegistryResponse({"id": schema_id})
 
 
 async def lookup(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     text, _ = await _schema_body(request)
     found = await run_in_threadpool(_store(request).lookup, subject, text, _flag(request, "deleted"))
     return RegistryResponse(found.body())
 
 
 async def delete_subject(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     deleted = await run_in_threadpool(_store(request).delete_subject, subject, _flag(request, "permanent"))
     return RegistryResponse(deleted)
 
 
 async def delete_version(request: Request) -> Response:
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     version = _version(request.path_params["version"])
     deleted = await run_in_threadpool(_store(request).delete_version, subject, version, _flag(request, "permanent"))
     return RegistryResponse(deleted)
@@ -208,7 +220,7 @@ async def schema_versions(request: Request) -> Response:
 
 # --- config -----------------------------------------------------------------------------------------------
 async def get_config(request: Request) -> Response:
-    subject = request.path_params.get("subject")
+    subject = _subject(request, optional=True)
     store = _store(request)
     level = await run_in_threadpool(store.compatibility, subject)
     if level is None and subject is not None:
@@ -225,12 +237,12 @@ async def put_config(request: Request) -> Response:
     if not compat.is_level(level):
         raise errors.invalid_compatibility(level)
     level = level.upper()
-    await run_in_threadpool(_store(request).set_compatibility, request.path_params.get("subject"), level)
+    await run_in_threadpool(_store(request).set_compatibility, _subject(request, optional=True), level)
     return RegistryResponse({"compatibility": level})
 
 
 async def delete_config(request: Request) -> Response:
-    subject = request.path_params.get("subject")
+    subject = _subject(request, optional=True)
     removed = await run_in_threadpool(_store(request).delete_compatibility, subject)
     if subject is not None and removed is None:
         raise errors.subject_not_found(subject)
@@ -240,7 +252,7 @@ async def delete_config(request: Request) -> Response:
 # --- compatibility checks ---------------------------------------------------------------------------------
 async def check_compatibility(request: Request) -> Response:
     """Against one version (path has {version}) or, per the subject's level, against all live versions."""
-    subject = request.path_params["subject"]
+    subject = _subject(request)
     raw_version = request.path_params.get("version")
     version = _version(raw_version) if raw_version is not None else None
     _, parsed = await _schema_body(request)

@@ -76,6 +76,10 @@ def invalid_compatibility(level: object) -> RegistryError:
     )
 
 
+def invalid_subject(what: str, detail: str) -> RegistryError:
+    return RegistryError(422, 42208, f"Invalid {what}: {detail}")
+
+
 def invalid_mode(mode: object) -> RegistryError:
     return RegistryError(422, 42204, f"Invalid mode '{mode}'; this registry is always READWRITE")
 

@@ -116,8 +116,15 @@ def _csv_rows(path: Path, required: list[str], optional: set[str]) -> Iterator[R
 
 def _jsonl_rows(path: Path, required: list[str], omissible: set[str]) -> Iterator[Row]:
     checked = False
-    with open(path, encoding="utf-8") as f:
+    # surrogateescape: a line that is not UTF-8 becomes that line's error instead of ending the whole load
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line_no, text in enumerate(f, start=1):
+            if not _is_utf8(text):
+                if not checked and line_no == 1:
+                    raise FileFormatError(f"{path}: line 1 is not UTF-8 text; not a JSON Lines file")
+                shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+                yield Row(line_no, None, "not UTF-8 text", mask_pans(shown))
+                continue
             if not text.strip():
                 continue
             try:
@@ -136,6 +143,14 @@ def _jsonl_rows(path: Path, required: list[str], omissible: set[str]) -> Iterato
                 check_columns(path, present, required, omissible)
                 checked = True
             yield Row(line_no, data)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parquet_rows(path: Path, required: list[str], optional: set[str]) -> Iterator[Row]:

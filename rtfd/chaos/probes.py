@@ -104,6 +104,34 @@ def flink_job_running(stack: NativeStack) -> Probe:
     return probe
 
 
+def taskmanager_ids(stack: NativeStack) -> set[str]:
+    return {tm["id"] for tm in stack.flink._get("/taskmanagers").get("taskmanagers", [])}
+
+
+def job_restarts(stack: NativeStack) -> int:
+    job = stack.flink.find_job(JOB_NAME, live_only=True)
+    return (stack.flink.job_status(job["jid"]).get("restarts") or 0) if job else 0
+
+
+def flink_failed_over(stack: NativeStack, old_taskmanagers: set[str], restarts_before: int) -> Probe:
+    """The JobManager noticed the crash: the dead TaskManager is gone from the cluster and the job restarted
+    (until then the REST API still shows the old tasks RUNNING)."""
+
+    def probe() -> Verdict:
+        try:
+            stale = old_taskmanagers & taskmanager_ids(stack)
+            restarts = job_restarts(stack)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            return Verdict(False, f"Flink REST unreachable: {exc.__class__.__name__}")
+        if stale:
+            return Verdict(False, "the crashed TaskManager is still registered")
+        if restarts <= restarts_before:
+            return Verdict(False, "the job has not restarted yet")
+        return Verdict(True)
+
+    return probe
+
+
 def postgres_accepts(settings: Settings) -> Probe:
     def probe() -> Verdict:
         try:

@@ -23,6 +23,8 @@ from rtfd.chaos.reconcile import dlq_keys, reconcile, wait_alerts_stored
 from rtfd.config import Settings
 from rtfd.stack import NativeStack, StackError
 
+STABLE_S = 15.0  # a recovery counts once everything stayed healthy this long (a failover can come in waves)
+
 
 @dataclass
 class ChaosConfig:
@@ -128,25 +130,41 @@ class Run:
     def wait_healthy(self, label: str, fault_started: float, fault_ended: float, bound_s: float,
                      extra: dict[str, probes.Probe] | None = None, lag_before_s: float | None = None,
                      **info) -> dict:
-        """Poll until every component is healthy and the job writes new archive rows again: the recovery,
-        counted from the end of the fault (the crash, or the restart of a component held down). Then, as a
-        figure beside it, until a transaction sent after the fault ended is archived (caught up: includes
-        any backlog; not measured in the short version). Waits up to twice the bound, so a slow recovery
-        is measured rather than cut off. `waited_on` lists what was still unhealthy, and since when."""
+        """Poll until every component is healthy, then until the job writes new archive rows (first inserted
+        after the components were healthy, so in-flight writes of a crashed TaskManager do not count), and all
+        of it stays so for STABLE_S: the recovery, counted from the end of the fault (the crash, or the restart
+        of a component held down) to the first archive write of that stable period. Then, as a figure beside
+        it, until a transaction sent after the fault ended is archived (caught up: includes any backlog; not
+        measured in the short version). Waits up to twice the bound, so a slow recovery is measured rather
+        than cut off. `waited_on` lists what was still unhealthy, and since when."""
         since_ms = int(fault_ended * 1000)
-        check = self.healthy(lambda: since_ms, extra)
+        check = self.healthy(None, extra)
         deadline = fault_ended + max(2 * bound_s, bound_s + 60)
         verdict = probes.Verdict(False, "not checked")
         waited_on: list[tuple[float, str]] = []
+        healthy_since: float | None = None  # components healthy without a break since then
+        written_at: float | None = None
+        ok = False
         while time.time() < deadline:
             verdict = check()
-            if verdict.ok:
+            if verdict.ok and healthy_since is None:
+                healthy_since = time.time()
+            if verdict.ok and written_at is None:
+                verdict = probes.archive_written(self.settings, self.load.banks,
+                                                 lambda t=healthy_since: int(t * 1000))()
+                written_at = time.time() if verdict.ok else None
+            if not verdict.ok and not verdict.why.startswith("no archive row"):
+                healthy_since = written_at = None  # broke again: the recovery starts over
+            if written_at is not None and time.time() - healthy_since >= STABLE_S:
+                ok = True
                 break
-            what = verdict.why.split(":")[0]
-            if not waited_on or waited_on[-1][1].split(":")[0] != what:
-                waited_on.append((round(time.time() - fault_ended, 1), verdict.why[:160]))
+            if not verdict.ok:
+                what = verdict.why.split(":")[0]
+                if not waited_on or waited_on[-1][1].split(":")[0] != what:
+                    waited_on.append((round(time.time() - fault_ended, 1), verdict.why[:160]))
             time.sleep(0.5)
-        recovered = time.time() - fault_ended if verdict.ok else None
+        verdict = verdict if not ok else probes.Verdict(True)
+        recovered = written_at - fault_ended if ok else None
         caught_up = None
         if verdict.ok and not self.cfg.short:  # the short version leaves the backlog to the drain
             fresh = probes.archive_flowing(self.settings, self.load.banks, lambda: since_ms)

@@ -30,7 +30,8 @@ def _leaders(run: Run, topic: str = topology.TRANSACTIONS) -> dict[str, int]:
     return counts
 
 
-def _crash_and_recover(run: Run, name: str, bound_s: float, label: str, **info) -> dict:
+def _crash_and_recover(run: Run, name: str, bound_s: float, label: str, extra: dict | None = None,
+                       **info) -> dict:
     proc = run.stack.component(name)
     run.undo.append(lambda: faults.start_if_down(run.stack, proc))
     lag = run.archive_lag()
@@ -39,7 +40,8 @@ def _crash_and_recover(run: Run, name: str, bound_s: float, label: str, **info) 
     run.say(f"  kill -9 {name} (pid {pid})")
     restarted_by = faults.ensure_restarted(run.stack, proc, pid, SUPERVISOR_GRACE_S)
     run.say(f"  {name} restarted by the {restarted_by}")
-    return run.wait_healthy(label, started, started, bound_s, lag_before_s=lag, restarted_by=restarted_by, **info)
+    return run.wait_healthy(label, started, started, bound_s, extra=extra, lag_before_s=lag,
+                            restarted_by=restarted_by, **info)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class TaskManagerCrash:
         job = cluster.find_job(JOB_NAME, live_only=True)
         before = cluster.job_status(job["jid"])
         run.info["checkpoint_before"] = (before.get("checkpoints") or {}).get("last_id")
-        _crash_and_recover(run, "flink-taskmanager", self.bound_s, "kill -9 flink-taskmanager")
+        failed_over = probes.flink_failed_over(run.stack, probes.taskmanager_ids(run.stack), before["restarts"] or 0)
+        _crash_and_recover(run, "flink-taskmanager", self.bound_s, "kill -9 flink-taskmanager",
+                           extra={"failover": failed_over})
         after = cluster.job_status(cluster.find_job(JOB_NAME, live_only=True)["jid"])
         run.info["job_restarts"] = after.get("restarts")
         run.info["restored_from"] = after.get("restored_from")

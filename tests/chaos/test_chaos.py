@@ -15,6 +15,10 @@ from rtfd.chaos.scenarios import SCENARIOS
 from rtfd.config import Settings
 from rtfd.stack import NativeStack
 
+# one scenario is bounded by its waits (pipeline flowing, twice the recovery bound, the drain): well under this,
+# but above the suite's 600 s default on a loaded 2-core machine
+pytestmark = pytest.mark.timeout(1200)
+
 
 @pytest.fixture(scope="module")
 def chaos_stack(stack: Settings, flink_job_enabled: bool) -> Settings:

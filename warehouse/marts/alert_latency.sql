@@ -1,8 +1,9 @@
 -- Alert latency per UTC detection date, bank and severity: seconds from the transaction's event time to detection (p50/p95/p99/max) and from detection to storage (p50/p99).
+-- (epoch of the interval, not a difference of epochs: exact to the microsecond in both engines)
 WITH l AS (
     SELECT (detected_at AT TIME ZONE 'UTC')::date AS day, bank_id, severity,
-           (extract(epoch FROM detected_at) - extract(epoch FROM event_time))::float8 AS detect_s,
-           (extract(epoch FROM stored_at) - extract(epoch FROM detected_at))::float8 AS store_s
+           extract(epoch FROM (detected_at - event_time))::float8 AS detect_s,
+           extract(epoch FROM (stored_at - detected_at))::float8 AS store_s
     FROM alerts
 )
 SELECT day,

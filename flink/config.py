@@ -60,6 +60,8 @@ class JobConfig:
     """Bounded out-of-orderness of the Kafka record timestamps (= event_time)."""
     idle_timeout_ms: int = 3000
     """A partition without records for this long stops holding back the watermark."""
+    terminal_window_min: int = 60
+    terminal_span_min: int = 120
     archive: bool = True
     detect: bool = True
     dlq: bool = True
@@ -97,5 +99,9 @@ class JobConfig:
             "amount_eur": fx.amount_eur_sql("amount_minor", "currency"),
             # structural: fixed when the job starts (live changes of tiny_eur apply on the next restart)
             "tiny_eur": repr(float(load_defaults()["card_testing"].params["tiny_eur"])),
+            # compromised_terminal's context (structural as well): the card's in-person visit counts when it
+            # was at most this long before the anomaly, and anomalous cards are counted over this span
+            "terminal_window_min": str(self.terminal_window_min),
+            "terminal_span_min": str(self.terminal_span_min),
         }
 

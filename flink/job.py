@@ -73,7 +73,7 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
     for name in ("tables", "decode"):
         for statement in sql_statements(name, variables):
             t_env.execute_sql(statement)
-    decode_once(t_env)
+    materialize(t_env, "decoded", "decoded_once")
     for statement in sql_statements("validate", variables):
         t_env.execute_sql(statement)
     statements = t_env.create_statement_set()
@@ -87,27 +87,35 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
             "evaluate_rules", udfs.evaluate_rules(config.bootstrap_servers, config.rules_topic))
         t_env.create_temporary_function(
             "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
-        for statement in sql_statements("features", variables):
-            t_env.execute_sql(statement)
+        for name in ("features", "anomalies"):
+            for statement in sql_statements(name, variables):
+                t_env.execute_sql(statement)
+        materialize(t_env, "anomalies", "anomalies_once")
         inserts.append("alerts")
-    for name in inserts:
+    for name in inserts:  # views the INSERTs read are created on the way
         for statement in sql_statements(name, variables):
-            statements.add_insert_sql(statement)
+            if statement.lstrip().upper().startswith("INSERT"):
+                statements.add_insert_sql(statement)
+            else:
+                t_env.execute_sql(statement)
     return statements
 
 
-def decode_once(t_env: StreamTableEnvironment) -> None:
-    """Register `decoded_once`: the decoded stream behind a DataStream boundary.
+def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
+    """Register `name`: the rows of `view` behind a DataStream boundary, computed once.
 
-    Archive, DLQ and features each need different columns of `decoded`; the planner prunes the Python calc
-    per consumer and would then run the decode UDF once per consumer (three times). Passing the table through
-    a DataStream makes it one shared operator; rowtime and watermarks cross the boundary unchanged."""
-    stream = t_env.to_data_stream(t_env.from_path("decoded"))
-    schema = (Schema.new_builder()
-              .column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
-              .watermark("rowtime", "SOURCE_WATERMARK()")
-              .build())
-    t_env.create_temporary_view("decoded_once", t_env.from_data_stream(stream, schema))
+    The planner inlines a view into every query that reads it and prunes its Python calc per consumer, so a
+    Python UDF in a view read twice runs twice per row: `decoded` feeds the archive, the DLQ and the features
+    (three decodes), `anomalies` feeds both branches of alerts.sql (two rule passes over every transaction).
+    Passing the table through a DataStream makes it one shared operator; rowtime and watermarks cross the
+    boundary unchanged."""
+    table = t_env.from_path(view)
+    stream = t_env.to_data_stream(table)
+    builder = Schema.new_builder()
+    if "rowtime" not in table.get_schema().get_field_names():  # else it crosses as a column of the rows
+        builder.column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))
+    schema = builder.watermark("rowtime", "SOURCE_WATERMARK()").build()
+    t_env.create_temporary_view(name, t_env.from_data_stream(stream, schema))
 
 
 def make_env(config: JobConfig, *, local: bool, parallelism: int | None = None) -> StreamTableEnvironment:

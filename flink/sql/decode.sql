@@ -1,4 +1,4 @@
--- Decode + validate once (a vectorized Python UDF). flink.job.decode_once puts the result behind a
+-- Decode + validate once (a vectorized Python UDF). flink.job.materialize puts the result behind a
 -- DataStream boundary so archive, DLQ and features share one decode operator.
 CREATE TEMPORARY VIEW decoded AS
 SELECT

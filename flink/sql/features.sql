@@ -6,12 +6,15 @@ CREATE TEMPORARY VIEW f_base AS
 SELECT *, ${amount_eur} AS amount_eur
 FROM transactions_valid;
 
--- the card's last geo-located position up to and including this row (LAST_VALUE skips nulls)
+-- the card's last geo-located position and last card-present terminal up to and including this row
+-- (LAST_VALUE skips nulls)
 CREATE TEMPORARY VIEW f_geo AS
 SELECT *,
   LAST_VALUE(lat) OVER w AS geo_lat,
   LAST_VALUE(lon) OVER w AS geo_lon,
-  LAST_VALUE(CASE WHEN lat IS NOT NULL THEN event_ms END) OVER w AS geo_ms
+  LAST_VALUE(CASE WHEN lat IS NOT NULL THEN event_ms END) OVER w AS geo_ms,
+  LAST_VALUE(CASE WHEN channel = 'POS' THEN terminal_id END) OVER w AS pos_terminal,
+  LAST_VALUE(CASE WHEN channel = 'POS' AND terminal_id IS NOT NULL THEN event_ms END) OVER w AS pos_ms
 FROM f_base
 WINDOW w AS (PARTITION BY card_token ORDER BY rowtime ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
@@ -22,12 +25,14 @@ SELECT *,
                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS device_uses
 FROM f_geo;
 
--- the card's last position before this row (LAG takes no frame, so it gets its own view)
+-- the card's last position and terminal before this row (LAG takes no frame, so it gets its own view)
 CREATE TEMPORARY VIEW f_prev AS
 SELECT *,
   LAG(geo_lat) OVER w AS prev_lat,
   LAG(geo_lon) OVER w AS prev_lon,
-  LAG(geo_ms) OVER w AS prev_geo_ms
+  LAG(geo_ms) OVER w AS prev_geo_ms,
+  LAG(pos_terminal) OVER w AS prev_pos_terminal,
+  LAG(pos_ms) OVER w AS prev_pos_ms
 FROM f_device
 WINDOW w AS (PARTITION BY card_token ORDER BY rowtime);
 
@@ -66,7 +71,5 @@ SELECT *,
       POWER(SIN(RADIANS(lat - prev_lat) / 2), 2)
       + COS(RADIANS(prev_lat)) * COS(RADIANS(lat)) * POWER(SIN(RADIANS(lon - prev_lon) / 2), 2))))
   END AS distance_km,
-  CASE WHEN lat IS NOT NULL AND prev_geo_ms IS NOT NULL THEN (event_ms - prev_geo_ms) / 1000.0 END AS gap_s,
-  CAST(NULL AS STRING) AS suspect_terminal,
-  CAST(NULL AS BIGINT) AS suspect_cards
+  CASE WHEN lat IS NOT NULL AND prev_geo_ms IS NOT NULL THEN (event_ms - prev_geo_ms) / 1000.0 END AS gap_s
 FROM f_10m;

@@ -240,7 +240,8 @@ def test_alerts_follow_the_contract_one_per_transaction(run):
 @pytest.mark.parametrize(
     ("scenario", "rule"),
     [("card_testing", "card_testing"), ("impossible_travel", "impossible_travel"),
-     ("account_takeover", "account_takeover"), ("velocity_burst", "velocity")],
+     ("account_takeover", "account_takeover"), ("velocity_burst", "velocity"),
+     ("compromised_terminal", "compromised_terminal")],
 )
 def test_each_fraud_scenario_fires_its_rule(run, scenario, rule):
     hits = alerts_by_pattern(run, 1)

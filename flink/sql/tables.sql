@@ -74,7 +74,9 @@ CREATE TEMPORARY TABLE pg_archive (
   'password' = '${jdbc_password}',
   'sink.buffer-flush.max-rows' = '2000',
   'sink.buffer-flush.interval' = '200ms',
-  'sink.max-retries' = '5'
+  -- retry i waits i seconds (JdbcOutputFormat.flush) and reconnects: 10 retries ride out ~45 s of a
+  -- PostgreSQL restart instead of failing the task (docs/reliability.md, the postgres scenario)
+  'sink.max-retries' = '10'
 );
 
 -- Alerts in exactly the registered contract (schemas/avro/fraud_alert-v1.avsc). The value bytes are

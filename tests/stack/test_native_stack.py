@@ -37,7 +37,8 @@ def test_session_stack_is_healthy(stack: Settings):
     assert {c["name"]: c["state"] for c in report["components"]} == {
         "postgres": "up", "kafka-controller": "up", "kafka-1": "up", "kafka-2": "up", "kafka-3": "up",
         "registry": "up", "flink-jobmanager": "up", "flink-taskmanager": "up", "alert-consumer": "up",
-        "labels-consumer": "up", "dashboard": "up", "supervisor": "up",
+        "labels-consumer": "up", "dashboard": "up", "dagster-webserver": "up", "dagster-daemon": "up",
+        "supervisor": "up",
     }  # fmt: skip
     topics = {t["topic"]: t for t in report["topics"]}
     for spec in topology.TOPICS:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "rtfd",
-    max_examples=int(os.environ.get("RTFD_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("RTFD_FUZZ_EXAMPLES", "100")),
     deadline=None,  # speed belongs to benchmarks; a hang is caught by pytest-timeout
     database=None,
     derandomize=False,

@@ -51,6 +51,7 @@ class BrokerCrash:
                     "`transactions` partitions, restart it")
     bound_s: float = 180.0  # a broker JVM restart plus log recovery took 60-120 s on the loaded 2-core box
     needs_flink: bool = False
+    needs_alerts: bool = False
 
     def inject_and_recover(self, run: Run) -> None:
         if run.settings.broker_count < 3:
@@ -72,6 +73,7 @@ class TaskManagerCrash:
     summary: str = "kill -9 the Flink TaskManager; the job restarts from its last checkpoint"
     bound_s: float = 180.0
     needs_flink: bool = True
+    needs_alerts: bool = False
 
     def inject_and_recover(self, run: Run) -> None:
         cluster = run.stack.flink
@@ -93,6 +95,7 @@ class PostgresRestart:
     # the archive sink's failure takes the TaskManager down with it (docs/reliability.md): TaskManager's bound
     bound_s: float = 180.0
     needs_flink: bool = False
+    needs_alerts: bool = False
 
     def inject_and_recover(self, run: Run) -> None:
         if not run.settings.managed_postgres:
@@ -118,6 +121,7 @@ class RegistryOutage:
     summary: str = "stop the schema registry for 30 s (10 s in the short version), then start it"
     bound_s: float = 60.0
     needs_flink: bool = False
+    needs_alerts: bool = False
 
     def inject_and_recover(self, run: Run) -> None:
         down_s = 10.0 if run.cfg.short else 30.0
@@ -141,6 +145,7 @@ class BadInput:
                     "contract breach, ~900 KB oversized records and 2 MB over-limit records mid-stream")
     bound_s: float = 60.0
     needs_flink: bool = True
+    needs_alerts: bool = False
 
     def inject_and_recover(self, run: Run) -> None:
         each = 2 if run.cfg.short else 10
@@ -175,6 +180,7 @@ class AlertConsumerCrash:
                     "server), give the slots back after 20 s (8 s in the short version)")
     bound_s: float = 60.0
     needs_flink: bool = True
+    needs_alerts: bool = True
 
     def inject_and_recover(self, run: Run) -> None:
         if not run.settings.managed_postgres:

@@ -50,6 +50,14 @@ def test_verdict_passes_only_with_zero_loss_and_recovery():
     assert any("recovery 120.0s > bound 90.0s" in f for f in failures(slow))
 
 
+def test_alert_consumer_verdict_needs_alerts_through_the_consumer():
+    r = report(alerts_stored=0)
+    r["needs_alerts"] = True
+    assert not checks(r)["alerts flowed through the consumer"]
+    r["counts"]["alerts_stored"] = 2
+    assert all(checks(r).values())
+
+
 def test_bad_input_verdict_needs_every_record_dead_lettered():
     r = report(dlq_records=1, dlq_keys=["p-garbage-0"], bad_archived=0)
     r["injected"] = {"accepted": ["p-garbage-0", "p-null-0"], "refused": {"p-over-limit-0": "too large"},
@@ -75,5 +83,6 @@ def test_cli_names_an_unknown_scenario():
 
 
 def test_started_hold_is_in_the_future(tmp_path):
+    before = time.time()
     path = supervisor.hold(tmp_path, "postgres", 30)
-    assert time.time() + 25 < float(path.read_text()) <= time.time() + 30
+    assert before + 30 <= float(path.read_text()) + 0.001 and float(path.read_text()) <= time.time() + 30

@@ -41,13 +41,15 @@ class BenchConfig:
         return [f"{self.bank_prefix}-{self.run_id}-{i}" for i in range(self.producers)]
 
 
-def start_producers(cfg: BenchConfig, ids_dir: Path) -> list[Popen]:
+def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -> list[Popen]:
+    """One producer process per bank for cfg.duration seconds, or until each delivered `count` records."""
     per_producer = (cfg.tps / cfg.producers) if cfg.tps else 1e9
+    until = ["--count", str(count)] if count else ["--duration", str(cfg.duration)]
     procs = []
     for i, bank in enumerate(cfg.banks):
         cmd = [
-            sys.executable, "-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(per_producer),
-            "--duration", str(cfg.duration), "--fraud-rate", str(cfg.fraud_rate), "--seed", str(1000 + i),
+            sys.executable, "-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(per_producer), *until,
+            "--fraud-rate", str(cfg.fraud_rate), "--seed", str(1000 + i),
             "--schema-version", "2" if i % 2 else "1", "--ids-out", str(ids_dir / f"{bank}.ids"),
             "--label-delay", "5",
         ]  # fmt: skip

@@ -91,6 +91,17 @@ def duplicate_rows(dsn: str, banks: list[str]) -> int:
         ).fetchone()[0]
 
 
+def zero_loss(dsn: str, banks: list[str], delivered: set[str], archived: set[str]) -> dict:
+    """The end-of-run check: every delivered id archived, none twice."""
+    return {
+        "delivered": len(delivered),
+        "archived": len(archived & delivered),
+        "missing": len(delivered - archived),
+        "duplicate_rows": duplicate_rows(dsn, banks),
+        "ok": delivered <= archived,
+    }
+
+
 def archive_latency_ms(dsn: str, banks: list[str], after_ms: int) -> dict:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -144,13 +155,7 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
             "produce_to_archive": archive_latency_ms(settings.postgres_dsn, cfg.banks, warm_ms),
             "produce_to_alert": probe.percentiles(after_ms=warm_ms),
         },
-        "zero_loss": {
-            "delivered": len(delivered),
-            "archived": len(archived & delivered),
-            "missing": len(delivered - archived),
-            "duplicate_rows": duplicate_rows(settings.postgres_dsn, cfg.banks),
-            "ok": delivered <= archived,
-        },
+        "zero_loss": zero_loss(settings.postgres_dsn, cfg.banks, delivered, archived),
         "producer_exit_codes": [p.returncode for p in procs],
         "per_component": sampler.component_summary(warm_ms),
         "timeline": sampler.samples,

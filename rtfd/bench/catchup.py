@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rtfd.bench import BenchConfig, archived_ids, delivered_ids, duplicate_rows, machine_info, start_producers
+from rtfd.bench import BenchConfig, archived_ids, delivered_ids, machine_info, start_producers, zero_loss
 from rtfd.config import Settings
 from rtfd.stack import NativeStack
 from rtfd.stack.flink import JOB_FILE, JOB_NAME
@@ -77,13 +77,7 @@ def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print) -
             "archived_per_s": round((last[1] - first[1]) / drain_s) if drain_s else None,
             "alerts": round(sum(s["alerts_per_s"] for s in sampler.samples)),
         },
-        "zero_loss": {
-            "delivered": len(delivered),
-            "archived": len(archived & delivered),
-            "missing": len(delivered - archived),
-            "duplicate_rows": duplicate_rows(settings.postgres_dsn, cfg.banks),
-            "ok": delivered <= archived,
-        },
+        "zero_loss": zero_loss(settings.postgres_dsn, cfg.banks, delivered, archived),
         "per_component": sampler.component_summary(first[2] if first else 0),
         "timeline": sampler.samples,
     }

@@ -17,7 +17,7 @@ from rtfd.stack import NativeStack
 
 # one scenario is bounded by its waits (pipeline flowing, twice the recovery bound, the drain): well under this,
 # but above the suite's 600 s default on a loaded 2-core machine
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.chaos]
 
 
 @pytest.fixture(scope="module")

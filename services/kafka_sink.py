@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +78,7 @@ class _Batch(Generic[Record]):
     offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to commit
 
 
-class AvroSink(Generic[Record]):
+class AvroSink(ABC, Generic[Record]):
     """Consume `topic` as consumer group `group_id` into PostgreSQL (`dsn`, default: the stack's).
 
     Subclasses set `kind` (the word progress logs use) and implement `parse` and `write`."""
@@ -118,15 +119,15 @@ class AvroSink(Generic[Record]):
         self._logged = ConsumerStats()
 
     # --- what a subclass says -------------------------------------------------------------------------------
+    @abstractmethod
     def parse(self, record: Any, msg: Message) -> Record:
         """A decoded Avro value -> the record to write; raise Poison (naming the problem) if it can never be."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self, conn: psycopg.Connection, records: Sequence[Record]) -> list:
         """Write the records in one transaction, idempotently; return the keys of those that changed the table
         (the rest were duplicates or stale). Raises psycopg errors: transient ones are retried, data errors
         isolated record by record."""
-        raise NotImplementedError
 
     def on_start(self) -> None:
         """Called once before consuming (e.g. start a notifier thread)."""

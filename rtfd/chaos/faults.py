@@ -155,6 +155,52 @@ def bad_records(settings: Settings, prefix: str, each: int, valid_record: dict) 
     return out
 
 
+def card_testing_records(settings: Settings, bank: str, prefix: str,
+                         cards: int) -> tuple[list[tuple[str, str, bytes, int]], set[str]]:
+    """Transactions that must raise an alert whatever the card's history: per card five tiny online charges,
+    then a large one (the card_testing rule). The load's own fraud episodes unfold in wall-clock minutes
+    (card testing 5-25 min, impossible travel 3-30 min), so a one-minute run with fresh banks raises almost no
+    alert; these make the alert path provable in any run. Returns the records (transaction id, card token,
+    value, Kafka timestamp) in send order, and the ids of the large charges, each of which must raise an alert.
+
+    The Kafka timestamps (the job's event time) start 250 ms ahead of now: records the job reads behind its
+    watermark (the newest timestamp of the partition less 200 ms) are dropped by its OVER windows, and a
+    slow delivery under fault must not make them late."""
+    tx_id = latest_schema_id(settings, topology.value_subject(topology.TRANSACTIONS))
+    tx_schema = schemas.transaction_schema(schemas.LATEST_TRANSACTION_VERSION)
+    start = int(time.time() * 1000) + 250
+    out, large = [], set()
+    for c in range(cards):
+        token = f"tok-{prefix}-{c}"
+        amounts = [100] * 5 + [500_000]  # 1 EUR probes, then 5,000 EUR
+        for i, amount in enumerate(amounts):
+            at = start + c * len(amounts) + i  # distinct, increasing event times per card
+            record = {
+                "transaction_id": f"{prefix}-{c}-{i}", "event_time": at, "bank_id": bank,
+                "customer_id": f"{prefix}-customer-{c}", "card_token": token, "merchant_id": f"{prefix}-shop",
+                "terminal_id": f"{prefix}-web", "mcc": "5732", "amount_minor": amount, "currency": "EUR",
+                "channel": "ECOM", "country": "DE", "lat": None, "lon": None, "device_id": f"{prefix}-device-{c}",
+            }  # fmt: skip
+            out.append((record["transaction_id"], token, _avro(tx_schema, tx_id, record), at))
+        large.add(out[-1][0])
+    return out, large
+
+
+def send_transactions(settings: Settings, records: list[tuple[str, str, bytes, int]]) -> set[str]:
+    """Send (transaction id, key, value, timestamp) records to `transactions` as a bank's producer does
+    (acks=all, idempotent, keyed by card token); returns the ids Kafka acknowledged."""
+    producer = Producer(settings.kafka_producer_conf(**{"linger.ms": 5}))
+    delivered: set[str] = set()
+    for tx, key, value, at in records:
+        producer.produce(topology.TRANSACTIONS, key=key.encode(), value=value, timestamp=at,
+                         on_delivery=lambda err, _msg, tx=tx: err is None and delivered.add(tx))
+        producer.poll(0)
+    left = producer.flush(60)
+    if left:
+        raise StackError(f"{left} alert-triggering transaction(s) still undelivered after 60 s; is Kafka up?")
+    return delivered
+
+
 @dataclass
 class Injection:
     accepted: list[str] = field(default_factory=list)  # keys Kafka acknowledged

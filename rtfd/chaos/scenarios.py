@@ -17,6 +17,7 @@ from rtfd.chaos.runner import Run
 from rtfd.stack import StackError, kafka
 from rtfd.stack.flink import JOB_NAME
 
+ALERT_TRIGGER_CARDS = 3  # cards the alert-consumer scenario runs a card-testing pattern on
 SUPERVISOR_GRACE_S = 30.0  # the supervisor checks every 2 s; past this we restart a crashed component ourselves
 
 
@@ -198,6 +199,13 @@ class AlertConsumerCrash:
         pid = faults.crash(proc)
         run.say(f"  kill -9 alert-consumer (pid {pid})")
         restarted_by = faults.ensure_restarted(run.stack, proc, pid, SUPERVISOR_GRACE_S)
+        # alerts raised while the consumer is down and the server full: only the restarted consumer can store them
+        prefix = f"chaos-alert-{uuid.uuid4().hex[:8]}"
+        triggers, must_alert = faults.card_testing_records(run.settings, run.load.banks[0], prefix,
+                                                           ALERT_TRIGGER_CARDS)
+        run.sent |= faults.send_transactions(run.settings, triggers)
+        run.alert_expected |= must_alert
+        run.say(f"  sent {len(triggers)} card-testing transactions ({ALERT_TRIGGER_CARDS} cards) that must alert")
         run.keep_load(hog_s - (time.time() - started))
         hog.release()
         ended = time.time()

@@ -7,9 +7,12 @@ versions and their figures are in docs/reliability.md.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rtfd.chaos.report import failures
+from rtfd.chaos.report import write as write_report
 from rtfd.chaos.runner import ChaosConfig, run_scenario
 from rtfd.chaos.scenarios import SCENARIOS
 from rtfd.config import Settings
@@ -18,6 +21,7 @@ from rtfd.stack import NativeStack
 # one scenario is bounded by its waits (pipeline flowing, twice the recovery bound, the drain): well under this,
 # but above the suite's 600 s default on a loaded 2-core machine
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.chaos]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos"
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +33,18 @@ def chaos_stack(stack: Settings, flink_job_enabled: bool) -> Settings:
 def run(settings: Settings, name: str) -> dict:
     report = run_scenario(settings, SCENARIOS[name], ChaosConfig.for_tests(), say=print)
     print({k: report[k] for k in ("phases", "counts", "info", "seconds")})
+    # kept for a look after a CI run: the session stack's state folder (and its logs) is removed at the end
+    write_report([report], ARTIFACTS, name)
+    if not report["passed"]:
+        stack = NativeStack(settings)
+        report["log_tails"] = {p.name: p.tail(40) for p in (stack.supervisor(), *stack.components())}
+        write_report([report], ARTIFACTS, name)
     return report
 
 
 def assert_passed(report: dict) -> None:
-    assert report["passed"], f"{report['scenario']} failed: {failures(report)}; counts: {report['counts']}"
+    assert report["passed"], (f"{report['scenario']} failed: {failures(report)}; counts: {report['counts']}; "
+                              f"phases: {report['phases']}; report and log tails in {ARTIFACTS}")
     assert report["counts"]["delivered"] > 0 and report["counts"]["missing"] == 0
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from click.testing import CliRunner
 
+from rtfd.chaos import runner
 from rtfd.chaos.report import failures, table
 from rtfd.chaos.runner import checks
 from rtfd.cli import cli
@@ -51,11 +53,36 @@ def test_verdict_passes_only_with_zero_loss_and_recovery():
 
 
 def test_alert_consumer_verdict_needs_alerts_through_the_consumer():
-    r = report(alerts_stored=0)
+    r = report(alerts_stored=0, alerts_expected=3, alerts_expected_stored=0)
     r["needs_alerts"] = True
     assert not checks(r)["alerts flowed through the consumer"]
     r["counts"]["alerts_stored"] = 2
+    assert not checks(r)["every alert the scenario provoked stored"]
+    r["counts"]["alerts_expected_stored"] = 3
     assert all(checks(r).values())
+    r["counts"].update(alerts_expected=0, alerts_expected_stored=0)  # nothing provoked proves nothing
+    assert not checks(r)["every alert the scenario provoked stored"]
+
+
+def test_load_producers_get_the_stack_settings_not_the_callers(monkeypatch):
+    """The producers are child processes reading RTFD_* from the environment; the test suite's Settings are
+    built in-process (state folder, port offset), so the load must hand them over."""
+    seen = {}
+
+    def fake_start(bench, ids_dir):
+        seen.update({k: os.environ.get(k) for k in ("RTFD_STATE_DIR", "RTFD_PORT_OFFSET")})
+        return []
+
+    monkeypatch.setattr(runner, "start_producers", fake_start)
+    monkeypatch.delenv("RTFD_PORT_OFFSET", raising=False)
+    monkeypatch.setenv("RTFD_STATE_DIR", "/somewhere/else")
+    load = runner.Load(runner.ChaosConfig.for_tests(), "unit", {"RTFD_STATE_DIR": "/tmp/s", "RTFD_PORT_OFFSET": "7"})
+    try:
+        load.start()
+    finally:
+        load.cleanup()
+    assert seen == {"RTFD_STATE_DIR": "/tmp/s", "RTFD_PORT_OFFSET": "7"}
+    assert os.environ["RTFD_STATE_DIR"] == "/somewhere/else" and "RTFD_PORT_OFFSET" not in os.environ
 
 
 def test_bad_input_verdict_needs_every_record_dead_lettered():

@@ -122,7 +122,8 @@ def lake_path():
 @click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True,
               help="Synthetic archive rows to insert (COPY), extract, write and aggregate.")
 @click.option("--days", type=click.IntRange(1, 60), default=3, show_default=True, help="Event dates they span.")
-@click.option("--keep", is_flag=True, help="Keep the synthetic rows in PostgreSQL afterwards.")
+@click.option("--keep", is_flag=True,
+              help="Keep the synthetic rows in PostgreSQL; a later run of the same size reuses them.")
 def lake_bench(rows, days, keep):
     """Measure archive -> Parquet -> marts on synthetic rows: extract rows/s, Parquet rows/s, marts seconds."""
     from rtfd.lakebench import run

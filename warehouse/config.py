@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class LakeSettings(BaseSettings):
     """The DuckDB database file; default <lake>/rtfd.duckdb."""
     start_date: date = date(2026, 1, 1)
     """First daily partition Dagster offers (event dates before it are not extracted)."""
+    extract_workers: int = max(2, os.cpu_count() or 2)
+    """Parallel PostgreSQL connections that read one partition's transactions (time slices, one snapshot)."""
     automation: bool = True
     """Whether Dagster's schedules and sensors (new archive rows -> partition runs -> marts) start switched on."""
 

@@ -26,7 +26,7 @@ from orchestration.resources import LakeResource
 from rtfd import lake as lake_cli
 from services.producer.run import run_producer
 from warehouse import lake
-from warehouse.tables import SCHEMAS
+from warehouse.tables import PRIMARY_KEYS, SCHEMAS
 
 warnings.filterwarnings("ignore", module="dagster")
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
@@ -261,3 +261,38 @@ def test_sensor_requests_the_partitions_of_new_archive_rows(run):
         again = new_archive_data(context)
         # nothing archived since (or only other tests' rows): this run's partitions are not requested again
         assert isinstance(again, dg.SkipReason) or all(r.run_key.split("@")[1] != cursor for r in again)
+
+
+def test_parallel_extract_reads_the_partition_in_one_snapshot(run):
+    """The transactions are read as time slices over parallel connections: together they are exactly the
+    single-connection extract, and each slice sees the leader's exported snapshot, not rows committed since."""
+    dsn, day = run.settings.postgres_dsn, run.days[-1]
+
+    def mine(data: dict[str, pa.Table], table: str) -> set[str]:
+        rows = data[table]
+        return set(rows.filter(pa.compute.equal(rows["bank_id"], run.bank))[PRIMARY_KEYS[table]].to_pylist())
+
+    one, sliced = lake.extract(dsn, day, workers=1), lake.extract(dsn, day, workers=3)
+    for table in SCHEMAS:
+        assert mine(sliced, table) == mine(one, table), table
+        assert sliced[table].schema == SCHEMAS[table]
+    start, end = lake.partition_bounds(day)
+    slices = lake._time_slices(start, end, 3)
+    assert slices[0][0] == start and slices[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
+
+    late_id = f"{run.bank}-committed-after-the-snapshot"
+    with psycopg.connect(dsn, autocommit=True) as leader, psycopg.connect(dsn, autocommit=True) as writer:
+        leader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = leader.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        columns = ", ".join(c for c in SCHEMAS["transactions"].names if c != "transaction_id")
+        writer.execute(f"INSERT INTO transactions (transaction_id, {columns}) SELECT %s, {columns} "
+                       "FROM transactions WHERE bank_id = %s AND event_time >= %s AND event_time < %s LIMIT 1",
+                       (late_id, run.bank, start, end))
+        try:
+            seen = lake._read_slice(dsn, snapshot, "transactions", start, end)["transaction_id"].to_pylist()
+            fresh = lake.extract(dsn, day, tables=("transactions",))["transactions"]["transaction_id"].to_pylist()
+        finally:
+            writer.execute("DELETE FROM transactions WHERE transaction_id = %s", (late_id,))
+            leader.execute("ROLLBACK")
+    assert late_id not in seen and late_id in fresh

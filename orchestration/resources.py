@@ -2,7 +2,8 @@
 
 Empty fields mean "from the environment" (RTFD_STATE_DIR, RTFD_PORT_OFFSET, RTFD_PG_DSN, RTFD_LAKE_*), which is
 how `rtfd up` configures the webserver and daemon; tests pass a state folder, port offset and lake folder.
-The database password never appears in the resource's config (the UI shows that): it comes from Settings.
+The database password never appears in the resource's config (the UI shows that): it comes from Settings, and
+it is the read-only rtfd_lake role's (the lakehouse only reads the archive).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def dsn(self) -> str:
-        return self.settings().postgres_dsn
+        """The archive as Dagster reads it: the read-only rtfd_lake role (schemas/postgres/0005)."""
+        return self.settings().component_dsn("lake")
 
     @property
     def lake(self) -> Path:

@@ -13,6 +13,7 @@ import uuid
 import warnings
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import dagster as dg
 import psycopg
@@ -110,6 +111,7 @@ def run(stack, tmp_path_factory):
 
 
 def test_lake_holds_every_archived_transaction_alert_and_label(run):
+    assert urlsplit(run.store.dsn).username == "rtfd_lake"  # Dagster reads the archive as its read-only role
     assert run.outcome and all(run.outcome.values()), run.outcome
     assert run.marts_ok
     tx = pa.concat_tables(lake.lake_rows(run.lake_dir, "transactions", d) for d in run.days)
@@ -266,7 +268,7 @@ def test_sensor_requests_the_partitions_of_new_archive_rows(run):
 def test_parallel_extract_reads_the_partition_in_one_snapshot(run):
     """The transactions are read as time slices over parallel connections: together they are exactly the
     single-connection extract, and each slice sees the leader's exported snapshot, not rows committed since."""
-    dsn, day = run.settings.postgres_dsn, run.days[-1]
+    dsn, day = run.store.dsn, run.days[-1]  # Dagster's read-only role
 
     def mine(data: dict[str, pa.Table], table: str) -> set[str]:
         rows = data[table]
@@ -282,7 +284,8 @@ def test_parallel_extract_reads_the_partition_in_one_snapshot(run):
     assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
 
     late_id = f"{run.bank}-committed-after-the-snapshot"
-    with psycopg.connect(dsn, autocommit=True) as leader, psycopg.connect(dsn, autocommit=True) as writer:
+    with (psycopg.connect(dsn, autocommit=True) as leader,
+          psycopg.connect(run.settings.postgres_dsn, autocommit=True) as writer):
         leader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = leader.execute("SELECT pg_export_snapshot()").fetchone()[0]
         columns = ", ".join(c for c in SCHEMAS["transactions"].names if c != "transaction_id")

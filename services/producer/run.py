@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 import schemas
 from rtfd import topology
@@ -84,6 +85,11 @@ def run_producer(
     sender = AvroSender(settings, registry)
     tx_serializer = avro_serializer(sender.registry, schemas.transaction_schema(schema_version))
     label_serializer = avro_serializer(sender.registry, schemas.fraud_label_schema())
+    # A serializer looks its schema id up in the registry on first use and caches it. The first label goes out
+    # seconds after the first fraud event; if the registry is down just then (a restart), the producer would die
+    # mid-run. Looked up now, while the registry answers, a later registry outage cannot stop the producer.
+    label_serializer(label_record("schema-lookup", None, "simulator"),
+                     SerializationContext(labels_topic, MessageField.VALUE))
     ids_file = open(ids_out, "w") if ids_out else None  # closed in finally
     tx = Deliveries(keep_ids=keep_ids, on_delivered=(lambda i: ids_file.write(i + "\n")) if ids_file else None)
     labels = Deliveries(keep_ids=False)

@@ -1,8 +1,9 @@
 """The short chaos set: every `rtfd chaos` scenario against the session's real stack, asserting zero loss.
 
-Each run is bounded (about 12 s of load at 200 tx/s around the fault, shorter outages than the full version)
-and undoes its fault itself, also when a check fails, so the next test starts from a whole stack. The full
-versions and their figures are in docs/reliability.md.
+Each run is bounded (about 12 s of load at 100 tx/s around the fault, shorter outages than the full version,
+recovery bounds twice the full version's: `ChaosConfig.for_tests()`) and undoes its fault itself, also when a
+check fails, so the next test starts from a whole stack. Each report (with log tails when it failed) is written
+to test-artifacts/chaos/. The full versions and their figures are in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from rtfd.chaos.scenarios import SCENARIOS
 from rtfd.config import Settings
 from rtfd.stack import NativeStack
 
-# one scenario is bounded by its waits (pipeline flowing, twice the recovery bound, the drain): well under this,
-# but above the suite's 600 s default on a loaded 2-core machine
-pytestmark = [pytest.mark.timeout(1200), pytest.mark.chaos]
+# One scenario is bounded by its waits (pipeline flowing, twice the recovery bound, the drain), 2-6 minutes
+# when it passes on a loaded 2-core machine; the first test also carries the session stack's start (9 minutes
+# there at load average 40), which pytest-timeout counts against it.
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.chaos]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos"
 
 

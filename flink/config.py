@@ -11,10 +11,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from rtfd import topology
-from rtfd.config import Settings
+from rtfd.config import KAFKA_SASL_MECHANISM, Settings
 
 JOB_NAME = "rtfd-fraud-detection"
 CONSUMER_GROUP = "rtfd-flink"
+KAFKA_PRINCIPAL = "flink"  # its ACLs: rtfd/stack/kafka.py
+# The Flink Kafka connector shades the Kafka client, so its JAAS login module lives under this package
+SHADED_SCRAM_LOGIN_MODULE = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +63,8 @@ class JobConfig:
     """Bounded out-of-orderness of the Kafka record timestamps (= event_time)."""
     idle_timeout_ms: int = 3000
     """A partition without records for this long stops holding back the watermark."""
+    kafka_password: str | None = field(default=None, repr=False)
+    """The flink principal's password when Kafka is secure (SASL/SCRAM), else None (plaintext)."""
     terminal_window_min: int = 60
     terminal_span_min: int = 120
     archive: bool = True
@@ -71,8 +76,28 @@ class JobConfig:
         settings = settings or Settings()
         # the archive sink writes as rtfd_flink (0005_component_roles.sql) when the stack runs PostgreSQL
         url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
-        base = cls(settings.kafka_bootstrap, settings.registry, url, user, password)
+        kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_secure else None
+        base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password)
         return replace(base, **overrides)
+
+    def rule_feed_conf(self) -> dict[str, str]:
+        """librdkafka configuration of the rule feed (flink.rules.config.RuleFeed) inside the job."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        if self.kafka_password is not None:
+            conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": KAFKA_SASL_MECHANISM,
+                         "sasl.username": KAFKA_PRINCIPAL, "sasl.password": self.kafka_password})
+        return conf
+
+    def kafka_sql_options(self) -> str:
+        """The Kafka tables' security options (flink/sql/tables.sql ${kafka_security}); none when plaintext.
+        Flink hides option values whose key contains 'jaas.config' wherever it prints configuration."""
+        if self.kafka_password is None:
+            return ""
+        jaas = f'{SHADED_SCRAM_LOGIN_MODULE} required username="{KAFKA_PRINCIPAL}" password="{self.kafka_password}";'
+        options = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": KAFKA_SASL_MECHANISM,
+                   "sasl.jaas.config": jaas}
+        return "".join(f"'properties.{key}' = '{value.replace(chr(39), chr(39) * 2)}',\n  "
+                       for key, value in options.items())
 
     def sql_vars(self) -> dict[str, str]:
         """Values substituted into flink/sql/*.sql (${name})."""
@@ -85,6 +110,7 @@ class JobConfig:
 
         return {
             "bootstrap": quoted(self.bootstrap_servers),
+            "kafka_security": self.kafka_sql_options(),
             "registry_url": quoted(self.registry_url),
             "jdbc_url": quoted(self.jdbc_url),
             "jdbc_user": quoted(self.jdbc_user),

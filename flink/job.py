@@ -84,7 +84,7 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
         inserts.append("dlq")
     if config.detect:
         t_env.create_temporary_function(
-            "evaluate_rules", udfs.evaluate_rules(config.bootstrap_servers, config.rules_topic))
+            "evaluate_rules", udfs.evaluate_rules(config.rule_feed_conf(), config.rules_topic))
         t_env.create_temporary_function(
             "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
         for name in ("features", "anomalies"):

@@ -1,6 +1,6 @@
 """The job's Python UDFs: thin PyFlink wrappers around pure code (flink.decode, flink.rules.engine).
 
-Everything a UDF needs (registry URL, Kafka bootstrap, rules topic) comes through its constructor: the
+Everything a UDF needs (registry URL, Kafka client configuration, rules topic) comes through its constructor: the
 Python workers run inside TaskManagers and may not see the client's RTFD_* environment.
 """
 
@@ -63,15 +63,15 @@ class EvaluateRules(ScalarFunction):
     """evaluate_rules(<feature columns of flink.rules.engine.FEATURES>) -> ROW<alert_id, rules, score, severity,
     reasons>, null fields when no rule fired. Rules: defaults.json + the live `fraud-rules` topic."""
 
-    def __init__(self, bootstrap: str, rules_topic: str):
-        self.bootstrap = bootstrap
+    def __init__(self, kafka_conf: dict[str, str], rules_topic: str):
+        self.kafka_conf = kafka_conf  # the rule feed's librdkafka configuration (JobConfig.rule_feed_conf)
         self.rules_topic = rules_topic
         self.feed = None
 
     def open(self, function_context):
         from flink.rules.config import RuleFeed
 
-        self.feed = RuleFeed(self.bootstrap, self.rules_topic).start()
+        self.feed = RuleFeed(self.kafka_conf, self.rules_topic).start()
         # evaluate with the current rule set from the first record on (bounded: a missing topic means defaults)
         self.feed.wait_caught_up(15.0)
 
@@ -91,8 +91,8 @@ class EvaluateRules(ScalarFunction):
             self.feed.stop()
 
 
-def evaluate_rules(bootstrap: str, rules_topic: str):
-    return udf(EvaluateRules(bootstrap, rules_topic), result_type=VERDICT_TYPE, func_type="pandas")
+def evaluate_rules(kafka_conf: dict[str, str], rules_topic: str):
+    return udf(EvaluateRules(kafka_conf, rules_topic), result_type=VERDICT_TYPE, func_type="pandas")
 
 
 class EncodeAlert(ScalarFunction):

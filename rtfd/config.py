@@ -6,6 +6,7 @@ One class, one place: each client asks it for its own configuration dict instead
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rtfd import topology
+
+# The Kafka principals (SASL/SCRAM users) of the platform; their ACLs are in rtfd/stack/kafka.py (ACLS).
+KAFKA_PRINCIPALS = ("admin", "producer", "flink", "alerts", "labels", "dashboard")
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_PASSWORD = re.compile(r"[A-Za-z0-9._~+/-]{8,}")
 
 
 class Settings(BaseSettings):
@@ -40,6 +46,23 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
     pg_os_user: str = "postgres"
     """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
+    kafka_secure: bool = True
+    """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext."""
+    kafka_admin_password: SecretStr | None = None
+    """Password of each Kafka principal (RTFD_KAFKA_<PRINCIPAL>_PASSWORD); for the native stack generated into
+    the state folder if unset. admin is the platform itself (rtfd CLI, topic creation, inter-broker)."""
+    kafka_producer_password: SecretStr | None = None
+    kafka_flink_password: SecretStr | None = None
+    kafka_alerts_password: SecretStr | None = None
+    kafka_labels_password: SecretStr | None = None
+    kafka_dashboard_password: SecretStr | None = None
+
+    @field_validator(*(f"kafka_{p}_password" for p in KAFKA_PRINCIPALS))
+    @classmethod
+    def _kafka_password_unset_if_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # an empty line copied from .env.example means "not set". The format is checked in kafka_password:
+        # a validation error here would print the rejected value
+        return None if value is None or value.get_secret_value() == "" else value
 
     @field_validator("registry_user")
     @classmethod
@@ -118,6 +141,27 @@ class Settings(BaseSettings):
             return None
         return self.registry_user, self.state_secret("registry_password")
 
+    def kafka_password(self, principal: str) -> str:
+        """A Kafka principal's password: RTFD_KAFKA_<PRINCIPAL>_PASSWORD, else, for the native brokers, the one
+        generated into the state folder (never sent to other brokers: those need the variable)."""
+        if principal not in KAFKA_PRINCIPALS:
+            raise ValueError(f"unknown Kafka principal {principal!r}; known: {', '.join(KAFKA_PRINCIPALS)}")
+        given: SecretStr | None = getattr(self, f"kafka_{principal}_password")
+        if given is not None:
+            if not KAFKA_PASSWORD.fullmatch(given.get_secret_value()):
+                raise ValueError(
+                    f"RTFD_KAFKA_{principal.upper()}_PASSWORD must be 8+ characters of A-Z a-z 0-9 . _ ~ + / - "
+                    "(it goes into JAAS quotes and kafka-storage's [name=..,password=..]); e.g. openssl rand -hex 16"
+                )
+            return given.get_secret_value()
+        native = {f"127.0.0.1:{self.port(p)}" for p in topology.BROKER_PORTS}
+        if not set(self.kafka_bootstrap.split(",")) <= native:
+            raise ValueError(
+                f"RTFD_KAFKA_{principal.upper()}_PASSWORD is not set: needed for the Kafka principal {principal!r} "
+                f"at {self.kafka_bootstrap} (generated passwords are only for the native stack)"
+            )
+        return self.state_secret(f"kafka_{principal}_password")
+
     def state_secret(self, name: str) -> str:
         """A random secret generated once into <state>/secrets/<name> (0600) and kept across restarts."""
         path = self.state_dir / "secrets" / name
@@ -130,9 +174,30 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     # --- client configuration -----------------------------------------------------------------------------
-    def kafka_producer_conf(self, **extra) -> dict:
+    def kafka_client_conf(self, *, principal: str, **extra) -> dict:
+        """Any Kafka client's base configuration, authenticated as `principal` (one of KAFKA_PRINCIPALS) when
+        Kafka is secure. The password goes in sasl.password, which librdkafka never logs."""
+        conf: dict = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_secure:
+            conf.update({
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": KAFKA_SASL_MECHANISM,
+                "sasl.username": principal,
+                "sasl.password": self.kafka_password(principal),
+            })  # fmt: skip
+        elif principal not in KAFKA_PRINCIPALS:
+            raise ValueError(f"unknown Kafka principal {principal!r}; known: {', '.join(KAFKA_PRINCIPALS)}")
+        conf.update(extra)
+        return conf
+
+    def kafka_jaas_config(self, principal: str, login_module: str) -> str:
+        """sasl.jaas.config for a JVM client (Flink's shaded Kafka client passes its own login module class)."""
+        password = self.kafka_password(principal)
+        return f'{login_module} required username="{principal}" password="{password}";'
+
+    def kafka_producer_conf(self, *, principal: str, **extra) -> dict:
         conf = {
-            "bootstrap.servers": self.kafka_bootstrap,
+            **self.kafka_client_conf(principal=principal),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,
@@ -141,9 +206,9 @@ class Settings(BaseSettings):
         conf.update(extra)
         return conf
 
-    def kafka_consumer_conf(self, group_id: str, **extra) -> dict:
+    def kafka_consumer_conf(self, group_id: str, *, principal: str, **extra) -> dict:
         conf = {
-            "bootstrap.servers": self.kafka_bootstrap,
+            **self.kafka_client_conf(principal=principal),
             "group.id": group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -81,10 +81,12 @@ class _Batch(Generic[Record]):
 class AvroSink(ABC, Generic[Record]):
     """Consume `topic` as consumer group `group_id` into PostgreSQL (`dsn`, default: the stack's).
 
-    Subclasses set `kind` (the word progress logs use) and implement `parse` and `write`."""
+    Subclasses set `kind` (the word progress logs use) and `principal` (the Kafka principal it consumes and
+    dead-letters as, rtfd.config.KAFKA_PRINCIPALS) and implement `parse` and `write`."""
 
     kind = "records"
     table = "PostgreSQL"  # named in logs
+    principal: str
 
     def __init__(
         self,
@@ -145,9 +147,11 @@ class AvroSink(ABC, Generic[Record]):
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ConsumerStats:
         """Consume until `stop` is set; then finish the batch in hand and close. Returns the counts."""
-        ensure_topic(self.settings, self.dlq_topic)
-        self._consumer = Consumer(self.settings.kafka_consumer_conf(self.group_id, **self.consumer_conf))
-        self._producer = Producer(self.settings.kafka_producer_conf(**{"linger.ms": 5, "delivery.timeout.ms": 30000}))
+        ensure_topic(self.settings, self.dlq_topic, principal=self.principal)
+        self._consumer = Consumer(self.settings.kafka_consumer_conf(self.group_id, principal=self.principal,
+                                                               **self.consumer_conf))
+        self._producer = Producer(self.settings.kafka_producer_conf(principal=self.principal,
+                                                               **{"linger.ms": 5, "delivery.timeout.ms": 30000}))
         self.on_start()
         log.info("%s consumer: %s -> %s (group %s, dead letters to %s)", self.kind, self.topic, self.table,
                  self.group_id, self.dlq_topic)
@@ -406,9 +410,9 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True, connect_timeout=5, **kwargs)
 
 
-def ensure_topic(settings: Settings, name: str, partitions: int = 1) -> None:
+def ensure_topic(settings: Settings, name: str, partitions: int = 1, *, principal: str = "admin") -> None:
     """Create the dead-letter topic if missing (replicated like the other topics, capped by the brokers)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_conf(principal=principal))
     metadata = admin.list_topics(timeout=15)
     if name in metadata.topics:
         return

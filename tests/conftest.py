@@ -49,10 +49,12 @@ def flink_job_enabled() -> bool:
 @pytest.fixture(scope="session")
 def stack(flink_job_enabled: bool) -> Settings:
     """Settings pointing at a running native stack with three brokers, Flink and no producers."""
+    from rtfd.stack import NativeStack, kafka
+
     if os.environ.get("RTFD_TEST_EXTERNAL_STACK"):
+        kafka.ensure_acls(Settings(), extra=kafka.grants_for_tests())  # the services run on tests' own topics
         yield Settings()
         return
-    from rtfd.stack import NativeStack
 
     state = Path(tempfile.mkdtemp(prefix="rtfd-test-"))
     state.chmod(0o755)  # PostgreSQL runs as an unprivileged user and must reach its data folder
@@ -60,6 +62,7 @@ def stack(flink_job_enabled: bool) -> Settings:
     native = NativeStack(settings)
     try:
         native.up(brokers=3, banks=(), flink=True, job=flink_job_enabled)
+        kafka.ensure_acls(settings, extra=kafka.grants_for_tests())  # the services run on tests' own topics (test-*)
         yield settings
     finally:
         native.down()

@@ -15,7 +15,7 @@ from rtfd.config import Settings
 
 
 def create_topic(settings: Settings, name: str, partitions: int = 6) -> str:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_conf(principal="admin"))
     replication = min(3, len(admin.list_topics(timeout=15).brokers))  # a one-broker dev cluster works too
     admin.create_topics([NewTopic(name, partitions, replication)])[name].result(30)
     return name
@@ -23,7 +23,7 @@ def create_topic(settings: Settings, name: str, partitions: int = 6) -> str:
 
 def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 60.0) -> list[tuple[str, dict]]:
     """(key, value) of every message, polling until `expected` arrived, then a little longer for extras."""
-    consumer = Consumer(settings.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(settings.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}", principal="admin"))
     values = AvroDeserializer(SchemaRegistryClient(settings.registry_conf()))
     out: list[tuple[str, dict]] = []
     consumer.subscribe([topic])

@@ -22,7 +22,8 @@ import pytest
 from dashboards.config import DashboardSettings
 from flink.config import JOB_NAME
 from rtfd import topology
-from rtfd.config import Settings
+from rtfd.config import KAFKA_PRINCIPALS, Settings
+from rtfd.stack import kafka
 from services.alerts.config import AlertSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,10 @@ INSTALL_HINT = (
 # Stand-ins for the secrets, so the test can tell where the values came from.
 TOKEN_KEY = "test-only-card-token-key"
 DASHBOARD_PASSWORD = "test-only-dashboard-password"
-SECRETS = {"RTFD_CARD_TOKEN_KEY": TOKEN_KEY, "RTFD_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD}
+# Kafka's SASL/SCRAM principals: the platform's (rtfd.config.KAFKA_PRINCIPALS) plus Confluent's registry
+COMPOSE_PRINCIPALS = (*KAFKA_PRINCIPALS, "registry")
+KAFKA_SECRETS = {f"RTFD_KAFKA_{p.upper()}_PASSWORD": f"test-only-kafka-{p}" for p in COMPOSE_PRINCIPALS}
+SECRETS = {"RTFD_CARD_TOKEN_KEY": TOKEN_KEY, "RTFD_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD, **KAFKA_SECRETS}
 DATA_DIR = "/var/lib/kafka/data"
 
 
@@ -164,9 +168,9 @@ def created_topics(service: dict) -> dict[str, topology.TopicSpec]:
     assert "kafka-topics.sh" in script and "--create --if-not-exists" in script
     topics = {}
     for line in script.splitlines():
-        words = shlex.split(line)
-        if "--partitions" not in words:
+        if "--partitions" not in line:  # other lines may continue with a backslash: shlex cannot split those
             continue
+        words = shlex.split(line)
         args: dict[str, list[str]] = {}
         for flag, value in zip(words, words[1:], strict=False):
             if flag.startswith("--"):
@@ -199,7 +203,8 @@ def test_registry_is_confluents_on_the_native_port(services):
     env = registry["environment"]
     assert env["SCHEMA_REGISTRY_SCHEMA_COMPATIBILITY_LEVEL"] == "BACKWARD"
     servers = env["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"].split(",")
-    bootstrap = {s.removeprefix("PLAINTEXT://") for s in servers}
+    assert all(s.startswith("SASL_PLAINTEXT://") for s in servers), servers
+    bootstrap = {s.removeprefix("SASL_PLAINTEXT://") for s in servers}
     assert bootstrap == internal_bootstrap(services)
 
 
@@ -239,7 +244,7 @@ def test_card_token_key_comes_only_from_the_environment(services, tmp_path):
     assert {f"producer-{b}" for b in topology.DEFAULT_BANKS} <= set(holders)
     assert all(s["environment"]["RTFD_CARD_TOKEN_KEY"] == TOKEN_KEY for s in holders.values())
     # ...and without it Compose refuses to start anything rather than fall back to a default.
-    result = run_config(tmp_path, RTFD_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
+    result = run_config(tmp_path, RTFD_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD, **KAFKA_SECRETS)
     assert result.returncode != 0
     assert "RTFD_CARD_TOKEN_KEY" in result.stderr
 
@@ -358,7 +363,7 @@ def test_dashboard_on_the_native_port_with_a_required_password(services, tmp_pat
     assert env["RTFD_DASHBOARD_PASSWORD"] == DASHBOARD_PASSWORD and "RTFD_DASHBOARD_DEV" not in env
     assert f"localhost:{env['RTFD_DASHBOARD_PORT']}/liveness" in " ".join(dash["healthcheck"]["test"])
     assert depends(dash)["db-init"] == "service_completed_successfully"
-    result = run_config(tmp_path, RTFD_CARD_TOKEN_KEY=TOKEN_KEY)
+    result = run_config(tmp_path, RTFD_CARD_TOKEN_KEY=TOKEN_KEY, **KAFKA_SECRETS)
     assert result.returncode != 0
     assert "RTFD_DASHBOARD_PASSWORD" in result.stderr
 
@@ -400,3 +405,107 @@ def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(servi
     }  # fmt: skip
     # the job's client reads the platform from the same RTFD_* settings as natively
     assert {"RTFD_BOOTSTRAP_SERVERS", "RTFD_REGISTRY_URL", "RTFD_PG_DSN"} <= set(job["environment"])
+
+
+# --- Kafka security: SASL/SCRAM listeners and ACLs per principal (issue #6) ------------------------------------------
+# Which principal each Kafka client service is; no other service gets a Kafka password.
+KAFKA_CLIENTS = {
+    **{f"producer-{b}": "producer" for b in topology.DEFAULT_BANKS},
+    "flink-job": "flink", "alert-consumer": "alerts", "labels-consumer": "labels",
+}  # fmt: skip
+
+
+def kafka_nodes(services: dict) -> dict[str, dict]:
+    return {**with_role(services, "broker"), **with_role(services, "controller")}
+
+
+def test_no_plaintext_listener(services):
+    for name, node in kafka_nodes(services).items():
+        env = node["environment"]
+        protocols = dict(item.split(":", 1) for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}, (name, protocols)
+        assert set(listeners(env["KAFKA_LISTENERS"])) <= set(protocols), name
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert env["KAFKA_SUPER_USERS"] == "User:admin" and env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert env["KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"] == "PLAIN"
+        controller_jaas = env["KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG"]
+        assert f'user_admin="{KAFKA_SECRETS["RTFD_KAFKA_ADMIN_PASSWORD"]}"' in controller_jaas, name
+        script = "\n".join(node["command"])
+        assert "kafka-storage.sh format" in script and "kafka-server-start.sh" in script, name
+        assert "--command-config" in " ".join(node["healthcheck"]["test"]), f"{name}: health check without SASL"
+    for name, broker in with_role(services, "broker").items():
+        env = broker["environment"]
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] \
+            == "SCRAM-SHA-512", name
+        for listener in ("INTERNAL", "EXTERNAL"):  # the start script turns ___ into - (scram-sha-512)
+            jaas = env[f"KAFKA_LISTENER_NAME_{listener}_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+            assert 'username="admin"' in jaas and KAFKA_SECRETS["RTFD_KAFKA_ADMIN_PASSWORD"] in jaas, (name, listener)
+
+
+def test_scram_users_are_created_at_format_time_from_the_environment(services):
+    env = services["kafka-controller"]["environment"]
+    users = {k.removeprefix("SCRAM_"): v for k, v in env.items() if k.startswith("SCRAM_")}
+    assert users == {p: KAFKA_SECRETS[f"RTFD_KAFKA_{p.upper()}_PASSWORD"] for p in COMPOSE_PRINCIPALS}
+    for name in with_role(services, "broker"):
+        assert not [k for k in services[name]["environment"] if k.startswith("SCRAM_")], name
+
+
+def test_every_kafka_client_service_authenticates_as_its_own_principal(services):
+    for name, service in services.items():
+        env = service.get("environment", {})
+        passwords = {k for k in env if k.startswith("RTFD_KAFKA_") and k.endswith("_PASSWORD")}
+        if name in KAFKA_CLIENTS:
+            wanted = f"RTFD_KAFKA_{KAFKA_CLIENTS[name].upper()}_PASSWORD"
+            assert passwords == {wanted}, (name, passwords)
+            assert env[wanted] == KAFKA_SECRETS[wanted], name
+            assert str(env.get("RTFD_KAFKA_SECURE", "true")).lower() not in ("0", "false"), name
+        else:
+            assert not passwords, f"{name} is no Kafka client but gets {passwords}"
+    registry = services["schema-registry"]["environment"]
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert 'username="registry"' in registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
+    assert KAFKA_SECRETS["RTFD_KAFKA_REGISTRY_PASSWORD"] in registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
+    init = services["kafka-init"]
+    assert init["environment"]["ADMIN_PASSWORD"] == KAFKA_SECRETS["RTFD_KAFKA_ADMIN_PASSWORD"]
+    assert "--command-config" in "\n".join(init["command"])
+
+
+def compose_acls(service: dict) -> set[tuple[str, str, str, str, str]]:
+    """(principal, TOPIC|GROUP, name, LITERAL|PREFIXED, OPERATION) from kafka-init's `acl ...` lines; operations
+    as kafka-acls.sh spells them, upper-cased (DESCRIBECONFIGS)."""
+    found = set()
+    for line in "\n".join(service["command"]).splitlines():
+        if not line.strip().startswith("acl "):
+            continue
+        words = shlex.split(line)
+        principal, resource, name, pattern, *operations = words[1:]
+        found |= {(principal, resource.upper(), name, pattern.upper(), op.upper()) for op in operations}
+    return found
+
+
+def test_compose_acls_are_the_native_ones(services):
+    native = {(b.principal.removeprefix("User:"), b.restype.name, b.name, b.resource_pattern_type.name,
+               b.operation.name.replace("_", "")) for b in kafka.acl_bindings(kafka.ACLS)}  # fmt: skip
+    acls = compose_acls(services["kafka-init"])
+    assert {a for a in acls if a[0] != "registry"} == native
+    assert {a for a in acls if a[0] == "registry"} == {
+        ("registry", "TOPIC", "_schemas", "LITERAL", op)
+        for op in ("CREATE", "DESCRIBE", "DESCRIBECONFIGS", "READ", "WRITE")
+    } | {("registry", "GROUP", "schema-registry", "PREFIXED", "READ")}
+
+
+def test_kafka_passwords_are_required_and_only_examples_are_committed(tmp_path):
+    for var in KAFKA_SECRETS:
+        others = {k: v for k, v in SECRETS.items() if k != var}
+        result = run_config(tmp_path, **others)
+        assert result.returncode != 0, f"compose starts without {var}"
+        assert var in result.stderr, (var, result.stderr)
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert set(KAFKA_SECRETS) <= set(example), "every Kafka password is listed in .env.example"
+    assert not any(example.values()), ".env.example holds values: it must hold names only"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT).returncode
+    assert ignored == 0, ".env is not git-ignored"

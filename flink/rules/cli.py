@@ -16,7 +16,7 @@ from rtfd.config import Settings
 
 
 def current_rules(settings: Settings, topic: str, timeout: float = 15.0):
-    feed = RuleFeed(settings.kafka_bootstrap, topic).start()
+    feed = RuleFeed(settings.kafka_client_conf(principal="admin"), topic).start()
     try:
         if not feed.wait_caught_up(timeout):
             raise click.ClickException(f"could not read {topic} within {timeout:.0f}s")
@@ -29,7 +29,7 @@ def publish(settings: Settings, topic: str, rule_id: str, value: dict | None) ->
     from confluent_kafka import Producer
 
     errors: list[str] = []
-    producer = Producer(settings.kafka_producer_conf())
+    producer = Producer(settings.kafka_producer_conf(principal="admin"))
     payload = None if value is None else json.dumps(value, sort_keys=True).encode()
     producer.produce(topic, key=rule_id.encode(), value=payload,
                      on_delivery=lambda err, _msg: errors.append(str(err)) if err else None)

@@ -136,9 +136,9 @@ class RuleFeed:
     compacted topic to its end (the current rule set), then tails it. `rules` is always a complete snapshot.
     """
 
-    def __init__(self, bootstrap: str, topic: str, defaults: Mapping[str, Rule] | None = None,
+    def __init__(self, kafka_conf: Mapping[str, str], topic: str, defaults: Mapping[str, Rule] | None = None,
                  poll_s: float = 0.2):
-        self.bootstrap = bootstrap
+        self.kafka_conf = dict(kafka_conf)  # bootstrap.servers and, when Kafka is secure, the SASL settings
         self.topic = topic
         self.defaults = dict(defaults or load_defaults())
         self.overrides: dict[str, dict] = {}
@@ -183,7 +183,7 @@ class RuleFeed:
             consumer = None
             try:
                 consumer = Consumer({
-                    "bootstrap.servers": self.bootstrap,
+                    **self.kafka_conf,
                     "group.id": f"rtfd-rules-{uuid.uuid4().hex[:8]}",  # never committed: assign(), not subscribe()
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,

@@ -1,4 +1,5 @@
 -- Connector tables. The placeholders are filled from flink.config.JobConfig (Settings); no hosts are written here.
+-- kafka_security (before each bootstrap line): the flink principal's SASL/SCRAM options, empty when plaintext.
 
 -- Every record of the transactions topic as raw bytes. The producers set the Kafka record timestamp to the
 -- transaction's event_time, so the watermark can come from the timestamp metadata before decoding.
@@ -13,7 +14,7 @@ CREATE TEMPORARY TABLE kafka_transactions (
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${transactions_topic}',
-  'properties.bootstrap.servers' = '${bootstrap}',
+  ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
   'properties.group.id' = '${group_id}',
   'properties.auto.offset.reset' = 'earliest',
   'scan.startup.mode' = 'group-offsets',
@@ -33,7 +34,7 @@ CREATE TEMPORARY TABLE kafka_dlq (
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${dlq_topic}',
-  'properties.bootstrap.servers' = '${bootstrap}',
+  ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
   'sink.delivery-guarantee' = 'at-least-once',
   'key.format' = 'raw',
   'key.fields' = 'record_key',
@@ -88,7 +89,7 @@ CREATE TEMPORARY TABLE kafka_alerts (
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${alerts_topic}',
-  'properties.bootstrap.servers' = '${bootstrap}',
+  ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
   'sink.delivery-guarantee' = 'at-least-once',
   'key.format' = 'raw',
   'key.fields' = 'card_token',

@@ -39,7 +39,7 @@ class AlertLatencyProbe(StoppableThread):
         self.arrivals: list[tuple[int, float]] = []  # (event_time_ms, latency_ms)
 
     def run(self) -> None:
-        consumer = Consumer(self.settings.kafka_consumer_conf(f"rtfd-bench-{uuid.uuid4().hex[:8]}"))
+        consumer = Consumer(self.settings.kafka_consumer_conf(f"rtfd-bench-{uuid.uuid4().hex[:8]}", principal="admin"))
         decode = AvroDeserializer(SchemaRegistryClient(self.settings.registry_conf()))
         ctx = SerializationContext(topology.FRAUD_ALERTS, MessageField.VALUE)
 

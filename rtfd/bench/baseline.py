@@ -29,7 +29,7 @@ def run_baseline(settings: Settings, records: int, size: int, partitions: int = 
     payloads = [os.urandom(size) for _ in range(1024)]
     keys = [uuid.uuid4().hex.encode() for _ in range(4096)]
     try:
-        producer = Producer(settings.kafka_producer_conf())
+        producer = Producer(settings.kafka_producer_conf(principal="admin"))
         started = time.perf_counter()
         for i in range(records):
             while True:
@@ -43,7 +43,7 @@ def run_baseline(settings: Settings, records: int, size: int, partitions: int = 
         undelivered = producer.flush(120)
         produce_s = time.perf_counter() - started
 
-        consumer = Consumer(settings.kafka_consumer_conf(f"bench-baseline-{uuid.uuid4().hex[:8]}"))
+        consumer = Consumer(settings.kafka_consumer_conf(f"bench-baseline-{uuid.uuid4().hex[:8]}", principal="admin"))
         consumer.subscribe([topic])
         consumed, first, deadline = 0, None, time.monotonic() + 300
         try:

@@ -51,7 +51,7 @@ class Sampler(StoppableThread):
 
     def run(self) -> None:
         # one admin client and one probe for the whole run, not new librdkafka clients every second
-        probe = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "rtfd-bench-probe"})
+        probe = Consumer(self.settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-bench-probe"}))
         admin = kafka.admin(self.settings)
         topics = (topology.TRANSACTIONS, topology.FRAUD_ALERTS, topology.TRANSACTIONS_DLQ)
         with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:

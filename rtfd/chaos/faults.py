@@ -189,7 +189,7 @@ def card_testing_records(settings: Settings, bank: str, prefix: str,
 def send_transactions(settings: Settings, records: list[tuple[str, str, bytes, int]]) -> set[str]:
     """Send (transaction id, key, value, timestamp) records to `transactions` as a bank's producer does
     (acks=all, idempotent, keyed by card token); returns the ids Kafka acknowledged."""
-    producer = Producer(settings.kafka_producer_conf(**{"linger.ms": 5}))
+    producer = Producer(settings.kafka_producer_conf(principal="producer", **{"linger.ms": 5}))
     delivered: set[str] = set()
     for tx, key, value, at in records:
         producer.produce(topology.TRANSACTIONS, key=key.encode(), value=value, timestamp=at,
@@ -211,7 +211,9 @@ def inject(settings: Settings, records: dict[str, bytes | None], over_limit: int
     """Send `records` to `transactions` (acks=all) plus `over_limit` records of 2 MB, which Kafka must refuse
     (message.max.bytes is 1 MB): the platform's first line against oversized input."""
     result = Injection()
-    producer = Producer(settings.kafka_producer_conf(**{"message.max.bytes": 4_000_000, "linger.ms": 5}))
+    # as a bank's producer would send it: the producer principal may write transactions
+    producer = Producer(settings.kafka_producer_conf(principal="producer",
+                                                     **{"message.max.bytes": 4_000_000, "linger.ms": 5}))
 
     def on_delivery(key: str):
         def report(err, _msg):

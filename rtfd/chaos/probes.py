@@ -56,7 +56,8 @@ def admin(settings: Settings) -> AdminClient:
     probe polled every half second must not open a client each time, nor print a line per refused connect."""
     key = settings.kafka_bootstrap
     if key not in _ADMINS:
-        _ADMINS[key] = AdminClient({"bootstrap.servers": key, "socket.timeout.ms": 5000, "logger": _quiet})
+        _ADMINS[key] = AdminClient(settings.kafka_client_conf(principal="admin", **{"socket.timeout.ms": 5000,
+                                                                                    "logger": _quiet}))
     return _ADMINS[key]
 
 
@@ -224,8 +225,8 @@ def flink_backlog(settings: Settings) -> Probe:
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-chaos-probe",
-                      "logger": _quiet})
+    probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-chaos-probe",
+                                                                      "logger": _quiet}))
     try:
         meta = probe.list_topics(topic, timeout=10).topics[topic]
         return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}

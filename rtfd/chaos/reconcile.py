@@ -31,7 +31,7 @@ def read_range(settings: Settings, topic: str, start: dict[int, int], timeout: f
     todo = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not todo:
         return []
-    consumer = Consumer(settings.kafka_consumer_conf(f"rtfd-chaos-read-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(settings.kafka_consumer_conf(f"rtfd-chaos-read-{uuid.uuid4().hex[:8]}", principal="admin"))
     consumer.assign([TopicPartition(topic, p, s) for p, (s, _e) in todo.items()])
     out, reached = [], set()
     deadline = time.monotonic() + timeout

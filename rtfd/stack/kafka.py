@@ -2,6 +2,12 @@
 
 The design's topology: a dedicated controller (port 19093) and three brokers (client ports 9092-9094).
 Storage is formatted on first start and kept across restarts.
+
+Secure by default (Settings.kafka_secure): clients authenticate with SASL/SCRAM-SHA-512 as one of the
+platform's principals (rtfd.config.KAFKA_PRINCIPALS), whose credentials go into KRaft at format time; the
+StandardAuthorizer allows each only what ACLS lists (applied after start, idempotently). admin is the super
+user: the platform itself and inter-broker traffic. Brokers reach the controller with SASL/PLAIN as admin,
+because SCRAM credentials live in the metadata log the controller serves and cannot authenticate it.
 """
 
 from __future__ import annotations
@@ -14,10 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from rtfd import topology
-from rtfd.config import Settings
+from rtfd.config import KAFKA_PRINCIPALS, KAFKA_SASL_MECHANISM, Settings
 from rtfd.stack.process import ManagedProcess, StackError
 
 LOG4J2 = """\
@@ -94,13 +112,102 @@ def plan_nodes(settings: Settings, brokers: int) -> list[KafkaNode]:
     return nodes
 
 
-def server_properties(node: KafkaNode, nodes: list[KafkaNode], data_dir: Path) -> str:
+# --- who may do what ----------------------------------------------------------------------------------------
+READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+
+
+@dataclass(frozen=True)
+class Grant:
+    principal: str
+    resource: ResourceType  # TOPIC or GROUP
+    name: str
+    operations: tuple[AclOperation, ...]
+    prefixed: bool = False  # a name prefix (consumer groups with generated suffixes), else the literal name
+
+
+# Least privilege per principal (docs/security.md has the table). admin is a super user and needs none.
+# Consumers need READ on their group as well as on the topic; DESCRIBE lets a client see a topic's metadata.
+ACLS: tuple[Grant, ...] = (
+    Grant("producer", ResourceType.TOPIC, topology.TRANSACTIONS, (WRITE, DESCRIBE)),
+    Grant("producer", ResourceType.TOPIC, topology.FRAUD_LABELS, (WRITE, DESCRIBE)),
+    Grant("flink", ResourceType.TOPIC, topology.TRANSACTIONS, (READ, DESCRIBE)),
+    Grant("flink", ResourceType.TOPIC, topology.FRAUD_RULES, (READ, DESCRIBE)),
+    Grant("flink", ResourceType.TOPIC, topology.FRAUD_ALERTS, (WRITE, DESCRIBE)),
+    Grant("flink", ResourceType.TOPIC, topology.TRANSACTIONS_DLQ, (WRITE, DESCRIBE)),
+    Grant("flink", ResourceType.GROUP, "rtfd-flink", (READ,), prefixed=True),  # flink.config.CONSUMER_GROUP
+    Grant("flink", ResourceType.GROUP, "rtfd-rules-", (READ,), prefixed=True),  # the rule feed (RuleFeed)
+    Grant("alerts", ResourceType.TOPIC, topology.FRAUD_ALERTS, (READ, DESCRIBE)),
+    Grant("alerts", ResourceType.TOPIC, topology.FRAUD_ALERTS_DLQ, (WRITE, DESCRIBE)),
+    Grant("alerts", ResourceType.GROUP, "rtfd-alert-consumer", (READ,), prefixed=True),
+    Grant("labels", ResourceType.TOPIC, topology.FRAUD_LABELS, (READ, DESCRIBE)),
+    Grant("labels", ResourceType.TOPIC, topology.FRAUD_LABELS_DLQ, (WRITE, DESCRIBE)),
+    Grant("labels", ResourceType.GROUP, "rtfd-labels-consumer", (READ,), prefixed=True),
+    # the Panel dashboard reads PostgreSQL, not Kafka, today; its principal is ready for a live alert feed
+    Grant("dashboard", ResourceType.TOPIC, topology.FRAUD_ALERTS, (READ, DESCRIBE)),
+    Grant("dashboard", ResourceType.GROUP, "rtfd-dashboard", (READ,), prefixed=True),
+)
+
+
+def grants_for_tests(prefix: str = "test-") -> list[Grant]:
+    """Every service principal may use topics and groups named `prefix`...: the tests run the real services
+    on topics of their own. Only test stacks apply these (tests/conftest.py); `rtfd up` never does."""
+    services = [p for p in KAFKA_PRINCIPALS if p != "admin"]
+    topic_ops = (READ, WRITE, DESCRIBE, AclOperation.CREATE)
+    return [Grant(p, ResourceType.TOPIC, prefix, topic_ops, prefixed=True) for p in services] + [
+        Grant(p, ResourceType.GROUP, prefix, (READ,), prefixed=True) for p in services]
+
+
+def acl_bindings(grants: tuple[Grant, ...] | list[Grant]) -> list[AclBinding]:
+    bindings = []
+    for grant in grants:
+        pattern = ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL
+        for operation in grant.operations:
+            bindings.append(AclBinding(grant.resource, grant.name, pattern, f"User:{grant.principal}", "*",
+                                       operation, AclPermissionType.ALLOW))
+    return bindings
+
+
+def jaas(module: str, principal: str, password: str, **users: str) -> str:
+    extra = "".join(f' user_{name}="{pw}"' for name, pw in users.items())
+    return f'{module} required username="{principal}" password="{password}"{extra};'
+
+
+def security_properties(settings: Settings, node: KafkaNode) -> dict:
+    """SASL listeners, the authorizer and the admin's own credentials (written to a 0600 file)."""
+    admin_password = settings.kafka_password("admin")
+    props = {
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": jaas(
+            "org.apache.kafka.common.security.plain.PlainLoginModule", "admin", admin_password, admin=admin_password
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+    if node.client_port:
+        props.update({
+            "sasl.mechanism.inter.broker.protocol": KAFKA_SASL_MECHANISM,
+            "listener.name.client.sasl.enabled.mechanisms": KAFKA_SASL_MECHANISM,
+            f"listener.name.client.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config": jaas(
+                "org.apache.kafka.common.security.scram.ScramLoginModule", "admin", admin_password
+            ),
+        })  # fmt: skip
+    return props
+
+
+def server_properties(
+    node: KafkaNode, nodes: list[KafkaNode], data_dir: Path, security: dict | None = None
+) -> str:
+    """A node's server.properties; `security` (security_properties) makes its listeners SASL, else plaintext."""
     brokers = sum("broker" in n.roles for n in nodes)
     controller = next(n for n in nodes if "controller" in n.roles)
+    client = "CLIENT" if security else "PLAINTEXT"
     listeners, advertised = [], []
     if node.client_port:
-        listeners.append(f"PLAINTEXT://127.0.0.1:{node.client_port}")
-        advertised.append(f"PLAINTEXT://127.0.0.1:{node.client_port}")
+        listeners.append(f"{client}://127.0.0.1:{node.client_port}")
+        advertised.append(f"{client}://127.0.0.1:{node.client_port}")
     if node.controller_port:
         listeners.append(f"CONTROLLER://127.0.0.1:{node.controller_port}")
     props = {
@@ -125,7 +232,8 @@ def server_properties(node: KafkaNode, nodes: list[KafkaNode], data_dir: Path) -
     }
     if advertised:
         props["advertised.listeners"] = ",".join(advertised)
-        props["inter.broker.listener.name"] = "PLAINTEXT"
+        props["inter.broker.listener.name"] = client
+    props.update(security or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -169,15 +277,26 @@ class KafkaCluster:
         (self.root / "log4j2.properties").write_text(LOG4J2)
         id_file = self.root / "cluster_id"
         topology_file = self.root / "topology"
+        security_file = self.root / "security"
         wanted = f"brokers={brokers}"
         if topology_file.exists() and topology_file.read_text().strip() != wanted:
             raise StackError(
                 f"{self.root} holds a cluster with {topology_file.read_text().strip()}, not {wanted}. "
                 "Run `rtfd down --purge` to start over with the new topology."
             )
+        mode = "sasl-scram" if self.settings.kafka_secure else "plaintext"
+        # SCRAM users are created at format time, so a cluster formatted plaintext cannot simply turn secure
+        formatted = security_file.read_text().strip() if security_file.exists() else (
+            "plaintext" if id_file.exists() else mode)
+        if formatted != mode:
+            raise StackError(
+                f"{self.root} holds a Kafka cluster formatted {formatted}, but RTFD_KAFKA_SECURE asks for {mode}. "
+                "Run `rtfd down --purge` to start over, or set RTFD_KAFKA_SECURE to match."
+            )
         if not id_file.exists():
             id_file.write_text(new_cluster_id())
         topology_file.write_text(wanted)
+        security_file.write_text(mode)
         cluster_id = id_file.read_text().strip()
         nodes = plan_nodes(self.settings, brokers)
         for node in nodes:
@@ -185,20 +304,53 @@ class KafkaCluster:
             data = node_dir / "data"
             node_dir.mkdir(parents=True, exist_ok=True)
             props = node_dir / "server.properties"
-            props.write_text(server_properties(node, nodes, data))
+            security = security_properties(self.settings, node) if self.settings.kafka_secure else None
+            props.touch(mode=0o600)
+            props.chmod(0o600)  # it holds the admin's password when secure
+            props.write_text(server_properties(node, nodes, data, security))
             if (data / "meta.properties").exists():
                 continue
-            result = subprocess.run(
-                [java, "-cp", kafka_classpath(self.jvm_dir), "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
-                capture_output=True, text=True,
-            )  # fmt: skip
+            cmd = [java, "-cp", kafka_classpath(self.jvm_dir), "kafka.tools.StorageTool", "format",
+                   "-t", cluster_id, "-c", str(props), "--ignore-formatted"]  # fmt: skip
+            passwords = []
+            if self.settings.kafka_secure and "controller" in node.roles:  # the controller bootstraps the users
+                for principal in KAFKA_PRINCIPALS:
+                    passwords.append(self.settings.kafka_password(principal))
+                    cmd += ["--add-scram", f"{KAFKA_SASL_MECHANISM}=[name={principal},password={passwords[-1]}]"]
+            result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
-                raise StackError(f"formatting {node.name} storage failed:\n{result.stdout}{result.stderr}")
+                output = result.stdout + result.stderr
+                for password in passwords:  # never echo a credential into an error message or log
+                    output = output.replace(password, "***")
+                raise StackError(f"formatting {node.name} storage failed:\n{output}")
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 5000})
+    return AdminClient(settings.kafka_client_conf(principal="admin", **{"socket.timeout.ms": 5000}))
+
+
+def ensure_acls(settings: Settings, extra: list[Grant] | tuple[Grant, ...] = ()) -> int:
+    """Create the ACLs of ACLS (plus `extra`) and (re)set every non-admin principal's SCRAM credential from
+    its current password, so a rotated password applies on the next `up`. Idempotent; returns the ACL count."""
+    if not settings.kafka_secure:
+        return 0
+    client = admin(settings)
+    bindings = acl_bindings([*ACLS, *extra])
+    for binding, future in client.create_acls(bindings, request_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise StackError(f"creating the Kafka ACL {binding} failed: {exc}") from exc
+    mechanism = ScramMechanism[KAFKA_SASL_MECHANISM.replace("-", "_")]
+    info = ScramCredentialInfo(mechanism, 8192)
+    upserts = [UserScramCredentialUpsertion(p, info, settings.kafka_password(p).encode())
+               for p in KAFKA_PRINCIPALS if p != "admin"]  # admin's is the brokers' own: see docs/security.md
+    for user, future in client.alter_user_scram_credentials(upserts).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise StackError(f"setting the SCRAM credential of Kafka principal {user} failed: {exc}") from exc
+    return len(bindings)
 
 
 def live_broker_count(settings: Settings) -> int:
@@ -206,7 +358,8 @@ def live_broker_count(settings: Settings) -> int:
 
 
 def ensure_topics(settings: Settings, brokers: int) -> list[str]:
-    """Create the platform's topics if missing (replication adapts to the broker count); return created."""
+    """Create the platform's topics if missing (replication adapts to the broker count) and, when Kafka is
+    secure, the ACLs of who may use them (ensure_acls); return the topics created."""
     client = admin(settings)
     existing = set(client.list_topics(timeout=10).topics)
     new = []
@@ -226,6 +379,7 @@ def ensure_topics(settings: Settings, brokers: int) -> list[str]:
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise StackError(f"creating topic {name} failed: {exc}") from exc
+    ensure_acls(settings)
     return created
 
 

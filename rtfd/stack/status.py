@@ -23,7 +23,7 @@ def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: 
         groups = sorted(g.group_id for g in client.list_consumer_groups(request_timeout=5).result().valid)
     own_probe = probe is None
     if own_probe:
-        probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
+        probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-status-probe"}))
     rows = []
     try:
         for group in groups:
@@ -45,7 +45,7 @@ def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: 
 
 def add_message_counts(settings, topics: list[dict]) -> None:
     """Messages currently in each topic (high minus low watermark, summed over partitions)."""
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "rtfd-status-probe"})
+    probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-status-probe"}))
     try:
         for row in topics:
             if row["exists"]:

@@ -27,6 +27,7 @@ class AlertConsumer(AvroSink[Alert]):
 
     kind = "alerts"
     table = "PostgreSQL alerts"
+    principal = "alerts"
 
     def __init__(
         self,

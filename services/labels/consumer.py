@@ -24,6 +24,7 @@ class LabelConsumer(AvroSink[FraudLabel]):
 
     kind = "labels"
     table = "PostgreSQL fraud_labels"
+    principal = "labels"
 
     def __init__(self, settings: Settings, *, topic: str = LABELS_TOPIC, dlq_topic: str = DLQ_TOPIC,
                  group_id: str = GROUP_ID, **kwargs):  # fmt: skip

@@ -57,7 +57,7 @@ class AvroSender:
     """One producer writing Avro values with string keys to topics; counts deliveries per topic."""
 
     def __init__(self, settings: Settings, registry: SchemaRegistryClient | None = None, **producer_conf):
-        self.producer = Producer(settings.kafka_producer_conf(**producer_conf))
+        self.producer = Producer(settings.kafka_producer_conf(principal="producer", **producer_conf))
         self.registry = registry or SchemaRegistryClient(settings.registry_conf())
         self._keys = StringSerializer("utf_8")
 

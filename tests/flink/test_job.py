@@ -43,7 +43,7 @@ class Run:
         self.tx_topic = create_topic(settings, f"test-{suffix}-tx", PARTITIONS)
         self.dlq_topic = create_topic(settings, f"test-{suffix}-dlq", 1)
         self.alerts_topic = create_topic(settings, f"test-{suffix}-alerts", 3)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(settings.kafka_client_conf(principal="admin"))
         self.rules_topic = f"test-{suffix}-rules"
         replication = min(3, len(admin.list_topics(timeout=15).brokers))
         admin.create_topics([NewTopic(self.rules_topic, 1, replication, config={"cleanup.policy": "compact"})])[
@@ -53,7 +53,7 @@ class Run:
             conn.execute(f"CREATE TABLE {self.table} (LIKE transactions INCLUDING ALL)")
             if settings.managed_postgres:  # the job writes as rtfd_flink (0005_component_roles.sql): grant it
                 conn.execute(f"GRANT SELECT, INSERT, UPDATE ON {self.table} TO rtfd_flink")
-        self.producer = Producer(settings.kafka_producer_conf())
+        self.producer = Producer(settings.kafka_producer_conf(principal="admin"))
         registry = SchemaRegistryClient(settings.registry_conf())
         self.serializers = {v: AvroSerializer(registry, schemas.transaction_schema(v),
                                               conf={"auto.register.schemas": True}) for v in (1, 2)}
@@ -128,7 +128,7 @@ class Run:
             return [r[0] for r in conn.execute(f"SELECT transaction_id FROM {self.table}")]
 
     def read(self, topic: str, avro: bool, quiet_s: float = 8.0, timeout: float = 120.0) -> list:
-        consumer = Consumer(self.settings.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}"))
+        consumer = Consumer(self.settings.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}", principal="admin"))
         consumer.subscribe([topic])
         values = AvroDeserializer(SchemaRegistryClient(self.settings.registry_conf()))
         out, deadline, last = [], time.monotonic() + timeout, time.monotonic()

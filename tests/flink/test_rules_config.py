@@ -52,7 +52,7 @@ def test_merge_skips_unknown_rules_and_invalid_configs():
 
 
 def test_feed_applies_records_and_tombstones_restore_defaults():
-    feed = RuleFeed("unused:9092", "fraud-rules", DEFAULTS)
+    feed = RuleFeed({"bootstrap.servers": "unused:9092"}, "fraud-rules", DEFAULTS)
     feed.apply(b"velocity", json.dumps({"version": 2, "enabled": False}).encode())
     assert feed.rules["velocity"].enabled is False and feed.rules["velocity"].version == 2
     feed.apply(b"velocity", b"not json")  # ignored: the last good config stays

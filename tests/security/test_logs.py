@@ -61,7 +61,7 @@ def traffic(stack, flink_job_enabled):
                 proc.kill()
                 proc.wait()
     # a hostile record: not Avro, a card number in clear; the job must dead-letter it without echoing it
-    producer = Producer(stack.kafka_producer_conf())
+    producer = Producer(stack.kafka_producer_conf(principal="producer"))
     producer.produce(topology.TRANSACTIONS, key=b"hostile", value=f'{{"pan": "{HOSTILE_PAN}"}}'.encode())
     assert producer.flush(30) == 0
     if flink_job_enabled:

@@ -66,7 +66,7 @@ class AlertsTopic:
         self.topic = create_topic(stack, f"test-alerts-{self.prefix}", partitions)
         self.dlq = f"test-alerts-{self.prefix}-dlq"  # created by the consumer, as fraud-alerts-dlq would be
         self.group = f"test-alert-consumer-{self.prefix}"
-        self.producer = Producer(stack.kafka_producer_conf())
+        self.producer = Producer(stack.kafka_producer_conf(principal="admin"))
         self.serialize = avro_serializer(SchemaRegistryClient(stack.registry_conf()), schemas.fraud_alert_schema())
 
     def send(self, *records: dict) -> None:
@@ -83,7 +83,7 @@ class AlertsTopic:
         return {f"{self.prefix}-a{n}" for n in ns}
 
     def end_offsets(self) -> dict[int, int]:
-        c = Consumer(self.stack.kafka_consumer_conf(self.group + "-probe"))
+        c = Consumer(self.stack.kafka_consumer_conf(self.group + "-probe", principal="admin"))
         try:
             parts = c.list_topics(self.topic, timeout=10).topics[self.topic].partitions
             return {p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1] for p in parts}
@@ -91,7 +91,8 @@ class AlertsTopic:
             c.close()
 
     def committed(self) -> dict[int, int]:
-        c = Consumer(self.stack.kafka_consumer_conf(self.group))  # never subscribes: only reads the group's offsets
+        # never subscribes: only reads the group's offsets
+        c = Consumer(self.stack.kafka_consumer_conf(self.group, principal="admin"))
         try:
             parts = self.end_offsets()
             tps = c.committed([TopicPartition(self.topic, p) for p in parts], timeout=10)
@@ -100,7 +101,7 @@ class AlertsTopic:
             c.close()
 
     def dead_letters(self, expected: int, timeout: float = 30.0) -> list:
-        c = Consumer(self.stack.kafka_consumer_conf(f"{self.group}-dlq-reader"))
+        c = Consumer(self.stack.kafka_consumer_conf(f"{self.group}-dlq-reader", principal="admin"))
         c.subscribe([self.dlq])
         out, deadline = [], time.monotonic() + timeout
         try:

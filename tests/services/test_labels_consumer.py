@@ -50,7 +50,7 @@ class LabelsTopic:
         self.topic = create_topic(stack, f"test-labels-{self.prefix}", partitions)
         self.dlq = f"test-labels-{self.prefix}-dlq"  # created by the consumer, as fraud-labels-dlq would be
         self.group = f"test-labels-consumer-{self.prefix}"
-        self.producer = Producer(stack.kafka_producer_conf())
+        self.producer = Producer(stack.kafka_producer_conf(principal="admin"))
         self.serialize = avro_serializer(SchemaRegistryClient(stack.registry_conf()), schemas.fraud_label_schema())
 
     def tx(self, n: int) -> str:
@@ -73,7 +73,7 @@ class LabelsTopic:
         assert self.producer.flush(30) == 0
 
     def end_offsets(self) -> dict[int, int]:
-        c = Consumer(self.stack.kafka_consumer_conf(self.group + "-probe"))
+        c = Consumer(self.stack.kafka_consumer_conf(self.group + "-probe", principal="admin"))
         try:
             parts = c.list_topics(self.topic, timeout=10).topics[self.topic].partitions
             return {p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1] for p in parts}
@@ -81,7 +81,8 @@ class LabelsTopic:
             c.close()
 
     def committed(self) -> dict[int, int]:
-        c = Consumer(self.stack.kafka_consumer_conf(self.group))  # never subscribes: only reads the group's offsets
+        # never subscribes: only reads the group's offsets
+        c = Consumer(self.stack.kafka_consumer_conf(self.group, principal="admin"))
         try:
             tps = c.committed([TopicPartition(self.topic, p) for p in self.end_offsets()], timeout=10)
             return {tp.partition: max(tp.offset, 0) for tp in tps}
@@ -89,7 +90,7 @@ class LabelsTopic:
             c.close()
 
     def dead_letters(self, expected: int, timeout: float = 30.0) -> list:
-        c = Consumer(self.stack.kafka_consumer_conf(f"{self.group}-dlq-reader"))
+        c = Consumer(self.stack.kafka_consumer_conf(f"{self.group}-dlq-reader", principal="admin"))
         c.subscribe([self.dlq])
         out, deadline = [], time.monotonic() + timeout
         try:

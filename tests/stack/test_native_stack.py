@@ -83,7 +83,7 @@ def test_stopping_a_broker_mid_produce_loses_nothing(stack: Settings):
     admin = kafka.admin(stack)
     admin.create_topics([NewTopic(topic, 6, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
 
-    producer = Producer(stack.kafka_producer_conf(**{"delivery.timeout.ms": 120000}))
+    producer = Producer(stack.kafka_producer_conf(principal="producer", **{"delivery.timeout.ms": 120000}))
     delivered: list[str] = []
     failed: list[str] = []
 
@@ -114,7 +114,7 @@ def test_stopping_a_broker_mid_produce_loses_nothing(stack: Settings):
     assert failed == []
     assert sorted(delivered) == sorted(sent)
 
-    consumer = Consumer(stack.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}"))
+    consumer = Consumer(stack.kafka_consumer_conf(f"test-{uuid.uuid4().hex[:8]}", principal="admin"))
     consumer.subscribe([topic])
     consumed: set[str] = set()
     deadline = time.monotonic() + 60

@@ -76,7 +76,7 @@ class JobConfig:
         settings = settings or Settings()
         # the archive sink writes as rtfd_flink (0005_component_roles.sql) when the stack runs PostgreSQL
         url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
-        kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_secure else None
+        kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_sasl else None
         base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password)
         return replace(base, **overrides)
 

@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
     pg_os_user: str = "postgres"
     """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
-    kafka_secure: bool = True
-    """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext."""
+    kafka_secure: bool | None = None
+    """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext.
+    Unset: what the state folder's cluster was formatted with, secure for a new one (see kafka_sasl)."""
     kafka_admin_password: SecretStr | None = None
     """Password of each Kafka principal (RTFD_KAFKA_<PRINCIPAL>_PASSWORD); for the native stack generated into
     the state folder if unset. admin is the platform itself (rtfd CLI, topic creation, inter-broker)."""
@@ -128,6 +129,26 @@ class Settings(BaseSettings):
         return role_dsn(self.postgres_dsn, component, self.state_secret(f"{component}_db_password"))
 
     @property
+    def kafka_sasl(self) -> bool:
+        """Whether Kafka speaks SASL: RTFD_KAFKA_SECURE if given; else what the native cluster of the state
+        folder was formatted with (a cluster from before SASL stays plaintext until `rtfd down --purge`);
+        else (a new state folder, or Kafka elsewhere, e.g. compose) secure."""
+        if self.kafka_secure is not None:
+            return self.kafka_secure
+        if not self.native_kafka:
+            return True
+        kafka_dir = self.state_dir / "kafka"
+        if (kafka_dir / "security").exists():  # written by `rtfd up` (rtfd/stack/kafka.py)
+            return (kafka_dir / "security").read_text().strip() != "plaintext"
+        return not (kafka_dir / "cluster_id").exists()
+
+    @property
+    def native_kafka(self) -> bool:
+        """Whether the Kafka clients talk to this state folder's native brokers."""
+        native = {f"127.0.0.1:{self.port(p)}" for p in topology.BROKER_PORTS}
+        return set(self.kafka_bootstrap.split(",")) <= native
+
+    @property
     def native_registry(self) -> str:
         return f"http://127.0.0.1:{self.port(topology.REGISTRY_PORT)}"
 
@@ -154,8 +175,7 @@ class Settings(BaseSettings):
                     "(it goes into JAAS quotes and kafka-storage's [name=..,password=..]); e.g. openssl rand -hex 16"
                 )
             return given.get_secret_value()
-        native = {f"127.0.0.1:{self.port(p)}" for p in topology.BROKER_PORTS}
-        if not set(self.kafka_bootstrap.split(",")) <= native:
+        if not self.native_kafka:
             raise ValueError(
                 f"RTFD_KAFKA_{principal.upper()}_PASSWORD is not set: needed for the Kafka principal {principal!r} "
                 f"at {self.kafka_bootstrap} (generated passwords are only for the native stack)"
@@ -178,7 +198,7 @@ class Settings(BaseSettings):
         """Any Kafka client's base configuration, authenticated as `principal` (one of KAFKA_PRINCIPALS) when
         Kafka is secure. The password goes in sasl.password, which librdkafka never logs."""
         conf: dict = {"bootstrap.servers": self.kafka_bootstrap}
-        if self.kafka_secure:
+        if self.kafka_sasl:
             conf.update({
                 "security.protocol": "SASL_PLAINTEXT",
                 "sasl.mechanism": KAFKA_SASL_MECHANISM,

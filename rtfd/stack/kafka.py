@@ -3,7 +3,7 @@
 The design's topology: a dedicated controller (port 19093) and three brokers (client ports 9092-9094).
 Storage is formatted on first start and kept across restarts.
 
-Secure by default (Settings.kafka_secure): clients authenticate with SASL/SCRAM-SHA-512 as one of the
+Secure by default (Settings.kafka_sasl): clients authenticate with SASL/SCRAM-SHA-512 as one of the
 platform's principals (rtfd.config.KAFKA_PRINCIPALS), whose credentials go into KRaft at format time; the
 StandardAuthorizer allows each only what ACLS lists (applied after start, idempotently). admin is the super
 user: the platform itself and inter-broker traffic. Brokers reach the controller with SASL/PLAIN as admin,
@@ -284,7 +284,7 @@ class KafkaCluster:
                 f"{self.root} holds a cluster with {topology_file.read_text().strip()}, not {wanted}. "
                 "Run `rtfd down --purge` to start over with the new topology."
             )
-        mode = "sasl-scram" if self.settings.kafka_secure else "plaintext"
+        mode = "sasl-scram" if self.settings.kafka_sasl else "plaintext"
         # SCRAM users are created at format time, so a cluster formatted plaintext cannot simply turn secure
         formatted = security_file.read_text().strip() if security_file.exists() else (
             "plaintext" if id_file.exists() else mode)
@@ -304,7 +304,7 @@ class KafkaCluster:
             data = node_dir / "data"
             node_dir.mkdir(parents=True, exist_ok=True)
             props = node_dir / "server.properties"
-            security = security_properties(self.settings, node) if self.settings.kafka_secure else None
+            security = security_properties(self.settings, node) if self.settings.kafka_sasl else None
             props.touch(mode=0o600)
             props.chmod(0o600)  # it holds the admin's password when secure
             props.write_text(server_properties(node, nodes, data, security))
@@ -313,7 +313,7 @@ class KafkaCluster:
             cmd = [java, "-cp", kafka_classpath(self.jvm_dir), "kafka.tools.StorageTool", "format",
                    "-t", cluster_id, "-c", str(props), "--ignore-formatted"]  # fmt: skip
             passwords = []
-            if self.settings.kafka_secure and "controller" in node.roles:  # the controller bootstraps the users
+            if self.settings.kafka_sasl and "controller" in node.roles:  # the controller bootstraps the users
                 for principal in KAFKA_PRINCIPALS:
                     passwords.append(self.settings.kafka_password(principal))
                     cmd += ["--add-scram", f"{KAFKA_SASL_MECHANISM}=[name={principal},password={passwords[-1]}]"]
@@ -332,7 +332,7 @@ def admin(settings: Settings) -> AdminClient:
 def ensure_acls(settings: Settings, extra: list[Grant] | tuple[Grant, ...] = ()) -> int:
     """Create the ACLs of ACLS (plus `extra`) and (re)set every non-admin principal's SCRAM credential from
     its current password, so a rotated password applies on the next `up`. Idempotent; returns the ACL count."""
-    if not settings.kafka_secure:
+    if not settings.kafka_sasl:
         return 0
     client = admin(settings)
     bindings = acl_bindings([*ACLS, *extra])

@@ -108,7 +108,7 @@ def test_wrong_password_is_refused(stack: Settings):
 
 def test_plaintext_client_is_refused(stack: Settings):
     """No listener speaks plaintext: a client without SASL never gets metadata."""
-    assert stack.kafka_secure
+    assert stack.kafka_sasl
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "socket.timeout.ms": 5000,
                          "logger": logging.getLogger("test.plaintext")})  # its refusals are expected: not stderr
     with pytest.raises(KafkaException):  # the broker drops the connection at the first non-SASL request
@@ -148,3 +148,26 @@ def test_native_nodes_listen_with_sasl_only_and_keep_their_config_private(stack:
         assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
         assert props["super.users"] == "User:admin"
         assert path.stat().st_mode & 0o077 == 0, f"{path} (it holds the admin password) is readable by others"
+
+
+def test_clients_follow_the_state_folders_kafka_and_bad_passwords_are_named_not_shown(tmp_path):
+    """A new state folder is secure; one formatted before SASL stays plaintext (until purged); Kafka elsewhere
+    is secure; RTFD_KAFKA_SECURE decides when given. A malformed password is refused without echoing it."""
+    assert Settings(_env_file=None, state_dir=tmp_path).kafka_sasl
+    (tmp_path / "kafka").mkdir()
+    (tmp_path / "kafka" / "cluster_id").write_text("an-old-cluster")
+    assert not Settings(_env_file=None, state_dir=tmp_path).kafka_sasl
+    assert Settings(_env_file=None, state_dir=tmp_path, bootstrap_servers="kafka-1:19092").kafka_sasl
+    (tmp_path / "kafka" / "security").write_text("sasl-scram")
+    assert Settings(_env_file=None, state_dir=tmp_path).kafka_sasl
+    assert not Settings(_env_file=None, state_dir=tmp_path, kafka_secure=False).kafka_sasl
+    assert "sasl.password" not in Settings(_env_file=None, state_dir=tmp_path, kafka_secure=False) \
+        .kafka_client_conf(principal="producer")
+    with pytest.raises(ValueError, match="unknown Kafka principal 'nobody'"):
+        Settings(_env_file=None, state_dir=tmp_path).kafka_client_conf(principal="nobody")
+    bad = 'pw"with,quote'
+    with pytest.raises(ValueError, match="RTFD_KAFKA_PRODUCER_PASSWORD must be") as refused:
+        Settings(_env_file=None, state_dir=tmp_path, kafka_producer_password=bad).kafka_password("producer")
+    assert bad not in str(refused.value)
+    with pytest.raises(ValueError, match="RTFD_KAFKA_FLINK_PASSWORD is not set"):
+        Settings(_env_file=None, state_dir=tmp_path, bootstrap_servers="kafka-1:19092").kafka_password("flink")

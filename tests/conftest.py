@@ -26,7 +26,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def processes_under(state: Path) -> list[psutil.Process]:
     """Every live process started for this state folder: its command line mentions the folder, or its
-    environment carries it (Flink's Python workers), waiting briefly for those already exiting."""
+    environment carries it (Flink's Python workers), waiting briefly for those already exiting. Zombies
+    (exited, awaiting their parent's wait) do not count."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
@@ -37,7 +38,16 @@ def processes_under(state: Path) -> list[psutil.Process]:
         except psutil.Error:
             continue
     _gone, alive = psutil.wait_procs(found, timeout=5)
-    return alive
+    return [proc for proc in alive if not _is_zombie(proc)]
+
+
+def _is_zombie(proc: psutil.Process) -> bool:
+    """Exited, but not yet reaped by a parent (Dagster's run workers, orphaned to an init that reaps late):
+    it runs nothing and holds no port; kill() cannot remove it."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True  # gone meanwhile
 
 
 @pytest.fixture(scope="session")

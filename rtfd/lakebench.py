@@ -76,7 +76,7 @@ def run(settings: Settings, rows: int, days: int, keep: bool, say=print) -> dict
             result["insert_s"] = None
             say(f"reusing the {rows:,} rows an earlier `--keep` run left ({prefix}-*)")
         else:
-            synth.delete(dsn, f"{PREFIX}-")  # a partial or other-sized earlier run would share the event dates
+            synth.delete(dsn, PREFIX)  # a partial or other-sized earlier run would share the event dates
             started = time.perf_counter()
             dates = synth.insert(dsn, rows, prefix, FIRST_DAY, days=days, say=say)
             result["insert_s"] = time.perf_counter() - started
@@ -121,5 +121,5 @@ def run(settings: Settings, rows: int, days: int, keep: bool, say=print) -> dict
         if keep:
             say(f"kept the run's rows ({prefix}-*): the next `rtfd lake bench --rows {rows} --days {days}` reuses them")
         else:
-            synth.delete(dsn, f"{PREFIX}-")
+            synth.delete(dsn, PREFIX)
             say(f"deleted the run's rows ({prefix}-*)")

@@ -23,7 +23,7 @@ from rtfd import topology
 from rtfd.config import Settings
 from rtfd.stack import kafka, postgres
 from rtfd.stack.flink import JOB_FILE, JOB_NAME, FlinkCluster
-from rtfd.stack.process import ManagedProcess, StackError, port_open
+from rtfd.stack.process import ManagedProcess, StackError, port_open, stop_strays
 
 __all__ = ["NativeStack", "StackError"]
 
@@ -344,6 +344,10 @@ class NativeStack:
                 p.wait_stopped(p.stop_timeout)
                 stopped.append(p.name)
                 self.say(f"{p.name}: stopped")
+        # runs the Dagster daemon launched are not in its process group: they would outlive it
+        strays = stop_strays("DAGSTER_HOME", self.dagster_env()["DAGSTER_HOME"])
+        if strays:
+            self.say(f"dagster: stopped {strays} run process(es) the daemon had launched")
         if purge and self.state.exists():
             if not (self.state / "stack.json").exists() and self.state.name != ".rtfd":
                 raise StackError(f"refusing to purge {self.state}: it does not look like an rtfd state folder")

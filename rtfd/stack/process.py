@@ -175,3 +175,33 @@ def ensure_port_free(port: int, name: str) -> None:
         f"port {port} for {name} is already taken{owner}. Stop that process, or run rtfd on other ports "
         f"with RTFD_PORT_OFFSET=<n> (every native port moves by n)."
     )
+
+
+def stop_strays(env: str, value: str, timeout: float = 5.0) -> int:
+    """Stop the processes a component spawned outside its own process group, found by an environment variable
+    they inherited (Dagster's run workers carry the stack's DAGSTER_HOME): SIGTERM, then SIGKILL after `timeout`.
+    Never this process or its ancestors (a shell may export the same variable). Returns how many it stopped."""
+    import psutil
+
+    spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in spared:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(env) == value:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _gone, alive = psutil.wait_procs(found, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    return len(found)

@@ -18,9 +18,10 @@ from string import Template
 if __package__ in (None, ""):  # `python flink/job.py` / `flink run -py flink/job.py`: make `flink` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Configuration  # noqa: E402
+from pyflink.common import Configuration, Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment  # noqa: E402
+from pyflink.table.expressions import col  # noqa: E402
 
 from flink.config import JOB_NAME, PROJECT_ROOT, JobConfig, jvm_jars  # noqa: E402
 
@@ -58,7 +59,7 @@ def configure(t_env: StreamTableEnvironment, config: JobConfig, *, local: bool,
     if local:
         conf.set("execution.checkpointing.interval", checkpoint_interval)
         conf.set("execution.checkpointing.mode", "EXACTLY_ONCE")
-        # the per-card OVER state outgrows the JobManager's 5 MB in-memory checkpoint limit within minutes
+        # the per-card state outgrows the JobManager's 5 MB in-memory checkpoint limit within minutes
         checkpoints = Path(tempfile.gettempdir()) / "rtfd-flink-checkpoints"
         conf.set("execution.checkpointing.storage", "filesystem")
         conf.set("execution.checkpointing.dir", checkpoints.as_uri())
@@ -87,10 +88,9 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
             "evaluate_rules", udfs.evaluate_rules(config.rule_feed_conf(), config.rules_topic))
         t_env.create_temporary_function(
             "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
-        for name in ("features", "anomalies"):
-            for statement in sql_statements(name, variables):
-                t_env.execute_sql(statement)
-        materialize(t_env, "anomalies", "anomalies_once")
+        for statement in sql_statements("features", variables):
+            t_env.execute_sql(statement)
+        keyed_state(t_env, config)
         inserts.append("alerts")
     for name in inserts:  # views the INSERTs read are created on the way
         for statement in sql_statements(name, variables):
@@ -99,6 +99,29 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
             else:
                 t_env.execute_sql(statement)
     return statements
+
+
+def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
+    """card_input -> per-card state -> `features`; anomalies (rules pass 1) -> per-terminal state ->
+    `anomalies_in_context`. Both states evaluate each row on arrival (flink.stateful, flink.features)."""
+    from flink import stateful
+
+    variables = config.sql_vars()
+    cards = (t_env.to_data_stream(t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT)))
+             .key_by(lambda row: row[1], key_type=Types.STRING())
+             .process(stateful.CardFeatures(float(variables["tiny_eur"])),
+                      output_type=stateful.row_type(stateful.FEATURE_COLUMNS))
+             .name("card features (per-card state)").uid("card-features"))
+    t_env.create_temporary_view("features", t_env.from_data_stream(cards))
+    for statement in sql_statements("anomalies", variables):
+        t_env.execute_sql(statement)
+    anomalies = t_env.from_path("anomalies").select(*map(col, stateful.ANOMALY_COLUMNS))
+    context = (t_env.to_data_stream(anomalies)
+               .key_by(stateful.terminal_key, key_type=Types.STRING())
+               .process(stateful.TerminalContext(config.terminal_span_min * 60_000),
+                        output_type=stateful.row_type(stateful.CONTEXT_COLUMNS))
+               .name("terminal context (per-terminal state)").uid("terminal-context"))
+    t_env.create_temporary_view("anomalies_in_context", t_env.from_data_stream(context))
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:

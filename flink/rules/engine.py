@@ -3,7 +3,7 @@
 Each rule is a function of the feature frame, its params and the derived columns; it returns a boolean mask.
 Rules that fired are merged per row into one verdict: rule ids with versions, a combined score (noisy-OR of
 per-severity weights), the resulting severity and one human-readable reason per rule (the rule's template
-filled with that row's values). Feature columns are produced by flink/sql/features.sql; see docs/rules.md.
+filled with that row's values). Feature columns come from per-card state (flink/features.py); see docs/rules.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flink.rules.config import Rule
 
 ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://rtfd.io/fraud-alerts")
 
-# The feature columns the rule UDF receives, in argument order (flink/sql/features.sql computes them).
+# The feature columns the rule UDF receives, in argument order (flink/features.py computes them).
 FEATURES = (
     "transaction_id", "amount_eur", "device_id", "hist_n", "hist_sum_log", "hist_sumsq_log", "hist_span_s",
     "cnt_10m", "sum_eur_10m", "tiny_30m", "distance_km", "gap_s", "device_uses", "device_hist",

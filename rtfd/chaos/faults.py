@@ -162,13 +162,11 @@ def card_testing_records(settings: Settings, bank: str, prefix: str,
     (card testing 5-25 min, impossible travel 3-30 min), so a one-minute run with fresh banks raises almost no
     alert; these make the alert path provable in any run. Returns the records (transaction id, card token,
     value, Kafka timestamp) in send order, and the ids of the large charges, each of which must raise an alert.
-
-    The Kafka timestamps (the job's event time) start 250 ms ahead of now: records the job reads behind its
-    watermark (the newest timestamp of the partition less 200 ms) are dropped by its OVER windows, and a
-    slow delivery under fault must not make them late."""
+    Event times are now: the job evaluates each transaction on arrival, however late it is delivered (with
+    event-time OVER windows these were dropped as late whenever the fault delayed them)."""
     tx_id = latest_schema_id(settings, topology.value_subject(topology.TRANSACTIONS))
     tx_schema = schemas.transaction_schema(schemas.LATEST_TRANSACTION_VERSION)
-    start = int(time.time() * 1000) + 250
+    start = int(time.time() * 1000)
     out, large = [], set()
     for c in range(cards):
         token = f"tok-{prefix}-{c}"

@@ -1,7 +1,8 @@
 """The rule engine on feature vectors: each rule fires on its scenario and stays quiet on its look-alike.
 
 Scenario streams come from the producer's simulator (forced scenarios, a simulated wall clock at the
-platform's default density) through flink.features, the plain-Python mirror of flink/sql/features.sql.
+platform's default density) through flink.features.reference_features: the job's own per-card feature
+code, without Flink.
 """
 
 from __future__ import annotations

@@ -24,6 +24,12 @@ TEST_PORT_OFFSET = int(os.environ.get("RTFD_TEST_PORT_OFFSET", "100"))
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The chaos set last: it kills and restarts components of the session stack that every other test shares
+    (each scenario undoes its fault, but a test after it should not depend on that)."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)  # stable: order kept otherwise
+
+
 def processes_under(state: Path) -> list[psutil.Process]:
     """Every live process started for this state folder: its command line mentions the folder, or its
     environment carries it (Flink's Python workers), waiting briefly for those already exiting. Zombies

@@ -70,6 +70,8 @@ class JobConfig:
     archive: bool = True
     detect: bool = True
     dlq: bool = True
+    archive_dsn: str = field(default="", repr=False)
+    """libpq DSN of the archive (same role as the JDBC sink): card histories are loaded from it on first sight."""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides) -> JobConfig:
@@ -77,7 +79,8 @@ class JobConfig:
         # the archive sink writes as rtfd_flink (0005_component_roles.sql) when the stack runs PostgreSQL
         url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
         kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_sasl else None
-        base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password)
+        base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password,
+                   archive_dsn=settings.component_dsn("flink"))
         return replace(base, **overrides)
 
     def rule_feed_conf(self) -> dict[str, str]:

@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # `python flink/job.py` / `flink run -py flink/jo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.common import Configuration, Types  # noqa: E402
-from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
+from pyflink.datastream import DataStream, StreamExecutionEnvironment  # noqa: E402
+from pyflink.java_gateway import get_gateway  # noqa: E402
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment  # noqa: E402
 from pyflink.table.expressions import col  # noqa: E402
 
@@ -88,8 +89,7 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
             "evaluate_rules", udfs.evaluate_rules(config.rule_feed_conf(), config.rules_topic))
         t_env.create_temporary_function(
             "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
-        for statement in sql_statements("features", variables):
-            t_env.execute_sql(statement)
+        t_env.execute_sql(sql_statements("features", variables)[0])  # card_input
         keyed_state(t_env, config)
         inserts.append("alerts")
     for name in inserts:  # views the INSERTs read are created on the way
@@ -102,17 +102,19 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
 
 
 def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
-    """card_input -> per-card state -> `features`; anomalies (rules pass 1) -> per-terminal state ->
-    `anomalies_in_context`. Both states evaluate each row on arrival (flink.stateful, flink.features)."""
-    from flink import stateful
+    """card_input, hash-partitioned by card_token -> card_features (per-card history in the worker, from the
+    archive on first sight) -> `features`; anomalies (rules pass 1), keyed by suspect terminal -> per-terminal
+    Flink state -> `anomalies_in_context`. Both evaluate each row on arrival (flink.features)."""
+    from flink import stateful, udfs
 
     variables = config.sql_vars()
-    cards = (t_env.to_data_stream(t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT)))
-             .key_by(lambda row: row[1], key_type=Types.STRING())
-             .process(stateful.CardFeatures(float(variables["tiny_eur"])),
-                      output_type=stateful.row_type(stateful.FEATURE_COLUMNS))
-             .name("card features (per-card state)").uid("card-features"))
-    t_env.create_temporary_view("features", t_env.from_data_stream(cards))
+    t_env.create_temporary_function("card_features", udfs.card_features(
+        config.archive_dsn, config.archive_table, float(variables["tiny_eur"])))
+    card_input = t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT))
+    t_env.create_temporary_view("card_input_by_card",
+                                t_env.from_data_stream(key_by_column(t_env.to_data_stream(card_input), "card_token")))
+    for statement in sql_statements("features", variables)[1:]:  # [0] is card_input, created before
+        t_env.execute_sql(statement)
     for statement in sql_statements("anomalies", variables):
         t_env.execute_sql(statement)
     anomalies = t_env.from_path("anomalies").select(*map(col, stateful.ANOMALY_COLUMNS))
@@ -122,6 +124,20 @@ def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
                         output_type=stateful.row_type(stateful.CONTEXT_COLUMNS))
                .name("terminal context (per-terminal state)").uid("terminal-context"))
     t_env.create_temporary_view("anomalies_in_context", t_env.from_data_stream(context))
+
+
+def key_by_column(stream: DataStream, column: str) -> DataStream:
+    """Hash-partition a stream of Rows by one named field in the JVM (DataStream.key_by would run a Python
+    key selector per record). The operator that reads the result gets every row of a key, and only those."""
+    jvm = get_gateway().jvm
+    j_stream = stream._j_data_stream
+    # the Table API's rows are typed by a DataType; its legacy RowTypeInfo gives field positions by name
+    row_info = jvm.org.apache.flink.table.types.utils.TypeConversions.fromDataTypeToLegacyInfo(
+        j_stream.getType().getDataType())
+    keys = jvm.org.apache.flink.api.common.operators.Keys.ExpressionKeys(column, row_info)
+    selector = jvm.org.apache.flink.streaming.util.keys.KeySelectorUtil.getSelectorForKeys(
+        keys, row_info, j_stream.getExecutionConfig())
+    return DataStream(j_stream.keyBy(selector))
 
 
 def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:

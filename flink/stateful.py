@@ -1,9 +1,10 @@
-"""The job's keyed state: per-card features and per-terminal context, evaluated on each arrival.
+"""The job's keyed Flink state: per-terminal context of the anomalies, evaluated on each arrival.
 
-Two Python KeyedProcessFunctions wrap the pure classes of flink.features: `CardFeatures` (keyed by
-card_token; one pickled CardHistory per card) and `TerminalContext` (the anomalies keyed by the terminal the
-card last paid at in person; one TerminalHistory per terminal). Their rows go back into the Table API for
-the vectorized rule UDF. Card state expires after CARD_STATE_TTL_DAYS without a transaction.
+`TerminalContext` (a Python KeyedProcessFunction) keeps one pickled TerminalHistory per suspect terminal in
+Flink's keyed state, checkpointed with the job. Only anomalies (rule pass 1, a few per thousand transactions)
+pass through it, so its per-record state round trips to the JVM do not matter; the per-card history every
+transaction needs lives in the card_features UDF's cache instead (flink/features.py says why). Terminal state
+expires after TERMINAL_STATE_TTL_DAYS without an anomaly there.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
-from flink.features import CARD_FEATURES, CardHistory, TerminalHistory
+from flink.features import CARD_FEATURES, TerminalHistory
 
-CARD_STATE_TTL_DAYS = 90
+TERMINAL_STATE_TTL_DAYS = 90
 
-# what CardFeatures reads (flink/sql/features.sql, view card_input), in this order
+# what card_features reads (flink/sql/features.sql, view card_input), in this order
 CARD_INPUT = ("transaction_id", "card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms",
               "amount_eur", "device_id", "lat", "lon", "channel", "terminal_id")
-_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns CardFeatures passes on
+_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns the `features` view passes on
 _TYPES = {
     "transaction_id": Types.STRING(), "card_token": Types.STRING(), "customer_id": Types.STRING(),
     "bank_id": Types.STRING(), "amount_minor": Types.LONG(), "currency": Types.STRING(), "event_ms": Types.LONG(),
@@ -55,25 +56,6 @@ def _pickled_state(runtime_context: RuntimeContext, name: str, ttl_days: int | N
     return runtime_context.get_state(descriptor)
 
 
-class CardFeatures(KeyedProcessFunction):
-    """card_input rows, keyed by card_token -> FEATURE_COLUMNS rows, one per transaction, on arrival."""
-
-    def __init__(self, tiny_eur: float):
-        self.tiny_eur = tiny_eur
-        self.state = None
-
-    def open(self, runtime_context: RuntimeContext):
-        self.state = _pickled_state(runtime_context, "card_history", CARD_STATE_TTL_DAYS)
-
-    def process_element(self, value, ctx):
-        tx = dict(zip(CARD_INPUT, value, strict=True))
-        history = self.state.value() or CardHistory()
-        features = history.features(tx["event_ms"], tx["amount_eur"], self.tiny_eur, tx["device_id"], tx["lat"],
-                                    tx["lon"], tx["channel"], tx["terminal_id"])
-        self.state.update(history)
-        yield Row(*(tx[c] for c in _PASSED), *(features[c] for c in CARD_FEATURES))
-
-
 class TerminalContext(KeyedProcessFunction):
     """Anomalies keyed by suspect terminal (or by card, when they have none) -> CONTEXT_COLUMNS rows: how many
     distinct anomalous cards paid in person at that terminal within `span_ms` before, this one included."""
@@ -83,7 +65,7 @@ class TerminalContext(KeyedProcessFunction):
         self.state = None
 
     def open(self, runtime_context: RuntimeContext):
-        self.state = _pickled_state(runtime_context, "terminal_history", CARD_STATE_TTL_DAYS)
+        self.state = _pickled_state(runtime_context, "terminal_history", TERMINAL_STATE_TTL_DAYS)
 
     def process_element(self, value, ctx):
         terminal = value[ANOMALY_COLUMNS.index("suspect_terminal")]

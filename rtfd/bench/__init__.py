@@ -53,7 +53,9 @@ def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -
             "--schema-version", "2" if i % 2 else "1", "--ids-out", str(ids_dir / f"{bank}.ids"),
             "--label-delay", "5",
         ]  # fmt: skip
-        procs.append(Popen(cmd, stdout=open(ids_dir / f"{bank}.log", "wb"), stderr=-2))
+        # a session of its own, as a bank's producer is: clean-ups that look for a dead process group's
+        # leftovers (a crashed TaskManager's Python workers) must never count it among them
+        procs.append(Popen(cmd, stdout=open(ids_dir / f"{bank}.log", "wb"), stderr=-2, start_new_session=True))
     return procs
 
 

@@ -214,8 +214,11 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 
 def stray_processes(conf_dir: str) -> list[psutil.Process]:
-    """Processes of this cluster (FLINK_CONF_DIR) whose process group lost its leader: leftovers of a
-    TaskManager that died. Clients (`flink run`) and live daemons lead or belong to live groups."""
+    """Flink processes of this cluster (FLINK_CONF_DIR) whose process group lost its leader: leftovers of a
+    TaskManager that died (its JVM, the PyFlink worker scripts and interpreters, their `tee` of the boot
+    log). Clients (`flink run`) and live daemons lead or belong to live groups. Only processes whose command
+    line names Flink: an environment variable alone is inherited too widely (a test process that once ran
+    Flink code passes it to everything it starts, and a chaos run's load producers were killed with it)."""
     if not conf_dir:
         return []
     strays = []
@@ -224,7 +227,8 @@ def stray_processes(conf_dir: str) -> list[psutil.Process]:
             pgid = os.getpgid(proc.pid)
             if pgid == proc.pid or psutil.pid_exists(pgid):
                 continue
-            if proc.environ().get("FLINK_CONF_DIR") == conf_dir:
+            if (proc.environ().get("FLINK_CONF_DIR") == conf_dir
+                    and "flink" in " ".join(proc.cmdline()).lower()):
                 strays.append(proc)
         except (ProcessLookupError, psutil.Error, OSError):
             continue

@@ -287,7 +287,11 @@ def test_look_alikes_stay_quiet(run):
         if e.pattern == "mall_burst":
             assert "velocity" not in rules, alert
         if e.pattern == "large_purchase":
-            assert alert[1] == "LOW", alert
+            # the purchase itself raises at most the LOW amount anomaly; compromised_terminal may join it when
+            # the card had just paid at a terminal where other cards went on to show anomalies: that evidence
+            # comes from the other cards and from the order the anomalies arrive in, not from this purchase
+            assert rules - {"compromised_terminal"} <= {"amount_anomaly"}, alert
+            assert rules == {"compromised_terminal", "amount_anomaly"} or alert[1] == "LOW", alert
 
 
 def test_late_transactions_are_evaluated_not_dropped(run):

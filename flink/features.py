@@ -33,22 +33,15 @@ import pandas as pd
 from flink.fx import to_eur
 from flink.rules.config import load_defaults
 from flink.rules.engine import FEATURES
+from services.producer.world import distance_km
 
 HISTORY_ROWS = 50  # the amount profile: the card's last 50 transactions before this one
 TINY_WINDOW_MS = 30 * 60_000  # card testing: tiny charges in the 30 minutes before
 VELOCITY_WINDOW_MS = 10 * 60_000  # velocity: count and spend in the 10 minutes up to this one
-EARTH_RADIUS_KM = 6371.0
 
 # the columns CardHistory.features adds to a transaction (flink.job declares their Flink types)
 CARD_FEATURES = ("hist_n", "hist_sum_log", "hist_sumsq_log", "hist_span_s", "cnt_10m", "sum_eur_10m", "tiny_30m",
                  "distance_km", "gap_s", "device_uses", "device_hist", "prev_pos_terminal", "prev_pos_ms")
-
-
-def haversine_km(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> float:
-    p1, p2 = math.radians(a_lat), math.radians(b_lat)
-    h = (math.sin((p2 - p1) / 2) ** 2
-         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b_lon - a_lon) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, h)))
 
 
 @dataclass
@@ -62,6 +55,10 @@ class Entry:
     device: bool  # it carried a device id
     geo: tuple[float, float] | None  # (lat, lon)
     pos_terminal: str | None  # card-present terminal
+
+
+def _time(entry: Entry) -> int:
+    return entry.t
 
 
 @dataclass
@@ -81,7 +78,7 @@ class CardHistory:
                  lat: float | None, lon: float | None, channel: str | None, terminal_id: str | None) -> dict:
         """The features of transaction `tx` at event time `t` from the entries before it, then remember it
         (unless it is remembered already: a replay after a failure, or a row the archive held at load)."""
-        at = bisect.bisect_right([e.t for e in self.entries], t)  # after its peers: like SQL's ROWS frames
+        at = bisect.bisect_right(self.entries, t, key=_time)  # after its peers: like SQL's ROWS frames
         known = tx in self.ids
         before = [e for e in self.entries[:at] if e.tx != tx] if known else self.entries[:at]
         hist = before[-HISTORY_ROWS:]
@@ -102,7 +99,7 @@ class CardHistory:
             "cnt_10m": len(in10) + 1,
             "sum_eur_10m": sum(in10) + amount_eur,
             "tiny_30m": sum(1 for e in before if e.tiny and e.t >= t - TINY_WINDOW_MS),
-            "distance_km": haversine_km(geo[1], geo[2], lat, lon) if here and geo else None,
+            "distance_km": distance_km(geo[1], geo[2], lat, lon) if here and geo else None,
             "gap_s": (t - geo[0]) / 1000.0 if here and geo else None,
             "device_uses": self.devices.get(device_id, 1),
             "device_hist": sum(1 for e in hist if e.device),
@@ -118,7 +115,7 @@ class CardHistory:
                  at: int | None = None) -> None:
         """Add a transaction to the history (no features: loading from the archive)."""
         if at is None:
-            at = bisect.bisect_right([e.t for e in self.entries], t)
+            at = bisect.bisect_right(self.entries, t, key=_time)
         here = lat is not None and lon is not None
         self.entries.insert(at, Entry(t, tx, amount_eur, amount_eur < tiny_eur, device_id is not None,
                                       (lat, lon) if here else None,

@@ -116,7 +116,7 @@ def distance_km(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> float
     p1, p2 = math.radians(a_lat), math.radians(b_lat)
     dp, dl = p2 - p1, math.radians(b_lon - a_lon)
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(math.sqrt(h))
+    return 2 * 6371.0 * math.asin(math.sqrt(min(1.0, h)))  # rounding can push h past 1 for antipodes
 
 
 def city_distance(a: City, b: City) -> float:

@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from flink.features import HISTORY_ROWS, CardCache, CardHistory, TerminalHistory, haversine_km
+from flink.features import HISTORY_ROWS, CardCache, CardHistory, TerminalHistory
+from services.producer.world import distance_km
 
 MIN = 60_000
 TINY = 2.5
@@ -55,7 +56,7 @@ def test_history_is_bounded_but_travel_and_terminal_reach_back():
     assert len(card.entries) <= HISTORY_ROWS + 30
     f = add(card, 200 * MIN, lat=52.52, lon=13.40)
     assert f["hist_n"] == HISTORY_ROWS
-    assert f["distance_km"] == pytest.approx(haversine_km(47.37, 8.54, 52.52, 13.40))
+    assert f["distance_km"] == pytest.approx(distance_km(47.37, 8.54, 52.52, 13.40))
     assert f["gap_s"] == 200 * 60 and f["prev_pos_terminal"] == "T-ZRH-1" and f["prev_pos_ms"] == 0
 
 

@@ -89,7 +89,8 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
             "evaluate_rules", udfs.evaluate_rules(config.rule_feed_conf(), config.rules_topic))
         t_env.create_temporary_function(
             "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
-        t_env.execute_sql(sql_statements("features", variables)[0])  # card_input
+        for statement in sql_statements("features", variables):  # card_input
+            t_env.execute_sql(statement)
         keyed_state(t_env, config)
         inserts.append("alerts")
     for name in inserts:  # views the INSERTs read are created on the way
@@ -102,19 +103,18 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
 
 
 def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
-    """card_input, hash-partitioned by card_token -> card_features (per-card history in the worker, from the
-    archive on first sight) -> `features`; anomalies (rules pass 1), keyed by suspect terminal -> per-terminal
-    Flink state -> `anomalies_in_context`. Both evaluate each row on arrival (flink.features)."""
+    """card_input, hash-partitioned by card_token -> card_anomalies (per-card history in the worker, from the
+    archive on first sight, and rule pass 1) -> `anomalies`, keyed by suspect terminal -> per-terminal Flink
+    state -> `anomalies_in_context`. Both evaluate each row on arrival (flink.features)."""
     from flink import stateful, udfs
 
     variables = config.sql_vars()
-    t_env.create_temporary_function("card_features", udfs.card_features(
-        config.archive_dsn, config.archive_table, float(variables["tiny_eur"])))
+    t_env.create_temporary_function("card_anomalies", udfs.card_anomalies(
+        config.archive_dsn, config.archive_table, float(variables["tiny_eur"]), config.terminal_window_min * 60_000,
+        config.rule_feed_conf(), config.rules_topic))
     card_input = t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT))
     t_env.create_temporary_view("card_input_by_card",
                                 t_env.from_data_stream(key_by_column(t_env.to_data_stream(card_input), "card_token")))
-    for statement in sql_statements("features", variables)[1:]:  # [0] is card_input, created before
-        t_env.execute_sql(statement)
     for statement in sql_statements("anomalies", variables):
         t_env.execute_sql(statement)
     anomalies = t_env.from_path("anomalies").select(*map(col, stateful.ANOMALY_COLUMNS))

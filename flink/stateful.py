@@ -3,7 +3,7 @@
 `TerminalContext` (a Python KeyedProcessFunction) keeps one pickled TerminalHistory per suspect terminal in
 Flink's keyed state, checkpointed with the job. Only anomalies (rule pass 1, a few per thousand transactions)
 pass through it, so its per-record state round trips to the JVM do not matter; the per-card history every
-transaction needs lives in the card_features UDF's cache instead (flink/features.py says why). Terminal state
+transaction needs lives in the card_anomalies UDF's cache instead (flink/features.py says why). Terminal state
 expires after TERMINAL_STATE_TTL_DAYS without an anomaly there.
 """
 
@@ -13,25 +13,31 @@ from pyflink.common import Row, Types
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.table import DataTypes
+from pyflink.table.types import BigIntType, DoubleType, IntType, VarCharType
 
 from flink.features import CARD_FEATURES, TerminalHistory
 
 TERMINAL_STATE_TTL_DAYS = 90
 
-# what card_features reads (flink/sql/features.sql, view card_input), in this order
+# what card_anomalies reads (flink/sql/features.sql, view card_input), in this order
 CARD_INPUT = ("transaction_id", "card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms",
               "amount_eur", "device_id", "lat", "lon", "channel", "terminal_id")
-_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns the `features` view passes on
-_TYPES = {
-    "transaction_id": Types.STRING(), "card_token": Types.STRING(), "customer_id": Types.STRING(),
-    "bank_id": Types.STRING(), "amount_minor": Types.LONG(), "currency": Types.STRING(), "event_ms": Types.LONG(),
-    "amount_eur": Types.DOUBLE(), "device_id": Types.STRING(), "hist_n": Types.INT(),
-    "hist_sum_log": Types.DOUBLE(), "hist_sumsq_log": Types.DOUBLE(), "hist_span_s": Types.DOUBLE(),
-    "cnt_10m": Types.INT(), "sum_eur_10m": Types.DOUBLE(), "tiny_30m": Types.INT(), "distance_km": Types.DOUBLE(),
-    "gap_s": Types.DOUBLE(), "device_uses": Types.INT(), "device_hist": Types.INT(),
-    "prev_pos_terminal": Types.STRING(), "prev_pos_ms": Types.LONG(), "suspect_terminal": Types.STRING(),
-    "suspect_cards": Types.LONG(), "first_severity": Types.STRING(),
+_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns the `anomalies` view passes on
+# every column of the keyed streams and of the card_anomalies UDF's result (flink/udfs.py), with its SQL type
+COLUMN_TYPES = {
+    "transaction_id": DataTypes.STRING(), "card_token": DataTypes.STRING(), "customer_id": DataTypes.STRING(),
+    "bank_id": DataTypes.STRING(), "amount_minor": DataTypes.BIGINT(), "currency": DataTypes.STRING(),
+    "event_ms": DataTypes.BIGINT(), "amount_eur": DataTypes.DOUBLE(), "device_id": DataTypes.STRING(),
+    "hist_n": DataTypes.INT(), "hist_sum_log": DataTypes.DOUBLE(), "hist_sumsq_log": DataTypes.DOUBLE(),
+    "hist_span_s": DataTypes.DOUBLE(), "cnt_10m": DataTypes.INT(), "sum_eur_10m": DataTypes.DOUBLE(),
+    "tiny_30m": DataTypes.INT(), "distance_km": DataTypes.DOUBLE(), "gap_s": DataTypes.DOUBLE(),
+    "device_uses": DataTypes.INT(), "device_hist": DataTypes.INT(), "prev_pos_terminal": DataTypes.STRING(),
+    "prev_pos_ms": DataTypes.BIGINT(), "suspect_terminal": DataTypes.STRING(), "suspect_cards": DataTypes.BIGINT(),
+    "first_severity": DataTypes.STRING(),
 }
+# the same types as the DataStream API's type information
+_TYPE_INFO = {VarCharType: Types.STRING, BigIntType: Types.LONG, IntType: Types.INT, DoubleType: Types.DOUBLE}
 # anomalies of this pass-1 severity make a terminal suspect; LOW-only ones (a large purchase by itself, a
 # mild burst) are common at any busy terminal and are only evaluated against it
 COUNTED_SEVERITIES = frozenset({"MEDIUM", "HIGH", "CRITICAL"})
@@ -43,7 +49,17 @@ CONTEXT_COLUMNS = (*ANOMALY_COLUMNS, "suspect_cards")
 
 
 def row_type(columns: tuple[str, ...]):
-    return Types.ROW_NAMED(list(columns), [_TYPES[c] for c in columns])
+    """The DataStream row type of `columns` (their COLUMN_TYPES)."""
+    return Types.ROW_NAMED(list(columns), [_type_info(COLUMN_TYPES[c]) for c in columns])
+
+
+def sql_row_type(columns: tuple[str, ...]):
+    """The Table API row type of `columns` (a UDF's result type)."""
+    return DataTypes.ROW([DataTypes.FIELD(c, COLUMN_TYPES[c]) for c in columns])
+
+
+def _type_info(data_type):
+    return _TYPE_INFO[type(data_type)]()
 
 
 def _pickled_state(runtime_context: RuntimeContext, name: str, ttl_days: int | None = None):

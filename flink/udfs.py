@@ -9,6 +9,9 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
+from flink.features import CARD_FEATURES
+from flink.stateful import sql_row_type
+
 DECODED_TYPE = DataTypes.ROW([
     DataTypes.FIELD("transaction_id", DataTypes.STRING()),
     DataTypes.FIELD("event_time_ms", DataTypes.BIGINT()),
@@ -124,50 +127,48 @@ def encode_alert(registry_url: str, subject: str):
     return udf(EncodeAlert(registry_url, subject), result_type=DataTypes.BYTES(), func_type="pandas")
 
 
-CARD_FEATURES_TYPE = DataTypes.ROW([
-    DataTypes.FIELD("hist_n", DataTypes.INT()),
-    DataTypes.FIELD("hist_sum_log", DataTypes.DOUBLE()),
-    DataTypes.FIELD("hist_sumsq_log", DataTypes.DOUBLE()),
-    DataTypes.FIELD("hist_span_s", DataTypes.DOUBLE()),
-    DataTypes.FIELD("cnt_10m", DataTypes.INT()),
-    DataTypes.FIELD("sum_eur_10m", DataTypes.DOUBLE()),
-    DataTypes.FIELD("tiny_30m", DataTypes.INT()),
-    DataTypes.FIELD("distance_km", DataTypes.DOUBLE()),
-    DataTypes.FIELD("gap_s", DataTypes.DOUBLE()),
-    DataTypes.FIELD("device_uses", DataTypes.INT()),
-    DataTypes.FIELD("device_hist", DataTypes.INT()),
-    DataTypes.FIELD("prev_pos_terminal", DataTypes.STRING()),
-    DataTypes.FIELD("prev_pos_ms", DataTypes.BIGINT()),
-])
+CARD_ANOMALY_TYPE = sql_row_type((*CARD_FEATURES, "suspect_terminal", "first_severity"))
 
 
-class CardFeatures(ScalarFunction):
-    """card_features(<flink.stateful.CARD_INPUT columns>) -> ROW<flink.features.CARD_FEATURES>, on rows keyed
-    by card_token upstream (flink.job.keyed_state), so each card's history lives in one worker's CardCache,
-    loaded from the archive (as the job's own PostgreSQL role) when a card is first seen."""
+class CardAnomalies(ScalarFunction):
+    """card_anomalies(<flink.stateful.CARD_INPUT columns>) -> ROW<flink.features.CARD_FEATURES, suspect_terminal,
+    first_severity>: each transaction's card features on arrival and rule pass 1 over them, in one Python step
+    (flink.rules.engine.first_pass); first_severity is null when no rule fired. The rows arrive keyed by
+    card_token upstream (flink.job.keyed_state), so each card's history lives in one worker's CardCache, loaded
+    from the archive (as the job's own PostgreSQL role) when a card is first seen."""
 
-    def __init__(self, archive_dsn: str, archive_table: str, tiny_eur: float):
+    def __init__(self, archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
+                 kafka_conf: dict[str, str], rules_topic: str):
         self.archive_dsn = archive_dsn
         self.archive_table = archive_table
         self.tiny_eur = tiny_eur
+        self.terminal_window_ms = terminal_window_ms
+        self.rules = EvaluateRules(kafka_conf, rules_topic)
         self.cache = None
 
     def open(self, function_context):
         from flink.features import CardCache, archive_loader
 
         self.cache = CardCache(archive_loader(self.archive_dsn, self.archive_table, self.tiny_eur), self.tiny_eur)
+        self.rules.open(function_context)
 
     def eval(self, *columns):
         import pandas as pd
 
-        from flink.features import CARD_FEATURES
+        from flink.rules.engine import first_pass
         from flink.stateful import CARD_INPUT
 
         frame = pd.DataFrame({name: c.reset_index(drop=True) for c, name in zip(columns, CARD_INPUT, strict=True)})
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        return pd.DataFrame(self.cache.features(rows), columns=list(CARD_FEATURES))
+        features = pd.DataFrame(self.cache.features(rows), columns=list(CARD_FEATURES))
+        verdict = first_pass(frame, features, self.rules.feed.rules, self.terminal_window_ms)
+        return pd.concat([features, verdict], axis=1)
+
+    def close(self):
+        self.rules.close()
 
 
-def card_features(archive_dsn: str, archive_table: str, tiny_eur: float):
-    return udf(CardFeatures(archive_dsn, archive_table, tiny_eur), result_type=CARD_FEATURES_TYPE,
-               func_type="pandas")
+def card_anomalies(archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
+                   kafka_conf: dict[str, str], rules_topic: str):
+    return udf(CardAnomalies(archive_dsn, archive_table, tiny_eur, terminal_window_ms, kafka_conf, rules_topic),
+               result_type=CARD_ANOMALY_TYPE, func_type="pandas")

@@ -188,3 +188,25 @@ def evaluate(features: pd.DataFrame, rules: Mapping[str, Rule]) -> pd.DataFrame:
         "severity": [severity_of(s) if s is not None else None for s in scores],
         "reasons": [r or None for r in reasons],
     })[list(OUTPUT)]
+
+
+def first_pass(inputs: pd.DataFrame, features: pd.DataFrame, rules: Mapping[str, Rule],
+               terminal_window_ms: int) -> pd.DataFrame:
+    """Rule pass 1 over freshly computed card features, without terminal context (docs/flink.md): per row its
+    suspect terminal (where the card last paid in person, at most `terminal_window_ms` before) and the
+    severity the rules give it, null when none fired. `inputs` holds transaction_id, amount_eur, device_id
+    and event_ms; `features` the flink.features.CARD_FEATURES of the same rows."""
+    inputs = inputs.reset_index(drop=True)
+    features = features.reset_index(drop=True)
+    visit = pd.to_numeric(features["prev_pos_ms"], errors="coerce")
+    recent = features["prev_pos_terminal"].notna() & (
+        pd.to_numeric(inputs["event_ms"], errors="coerce") - visit <= terminal_window_ms)
+    frame = pd.concat([inputs[["transaction_id", "amount_eur", "device_id"]], features], axis=1)
+    frame["suspect_terminal"] = None
+    frame["suspect_cards"] = None
+    verdict = evaluate(frame[list(FEATURES)], rules)
+    return pd.DataFrame({
+        "suspect_terminal": features["prev_pos_terminal"].where(recent.to_numpy(), None).astype(object),
+        "first_severity": verdict["severity"],
+    })
+

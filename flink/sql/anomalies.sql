@@ -1,20 +1,19 @@
--- Pass 1 of the rules (see alerts.sql): every transaction, no terminal context; the anomalies go on, with
--- the terminal where the anomalous card last paid in person within ${terminal_window_min} minutes before its
--- anomaly (the suspect terminal). `features` is the output of the per-card state (flink.stateful); the
--- anomalies go to the per-terminal state (flink.stateful.TerminalContext) in the columns it declares.
+-- card_input_by_card: card_input hash-partitioned by card_token (flink.job.keyed_state), so every row of a
+-- card reaches the same card_anomalies worker, which keeps that card's history (flink/features.py CardCache).
+-- card_anomalies computes the transaction's features and runs rule pass 1 over them (see alerts.sql) in the
+-- same Python step: every transaction, no terminal context. The anomalies go on with their features, the
+-- terminal where the card last paid in person within ${terminal_window_min} minutes before (the suspect
+-- terminal) and their pass-1 severity, to the per-terminal state (flink.stateful.TerminalContext).
 CREATE TEMPORARY VIEW anomalies AS
-SELECT
-  transaction_id, card_token, customer_id, bank_id, amount_minor, currency, event_ms, amount_eur, device_id,
-  hist_n, hist_sum_log, hist_sumsq_log, hist_span_s, cnt_10m, sum_eur_10m, tiny_30m, distance_km, gap_s,
-  device_uses, device_hist, prev_pos_terminal, prev_pos_ms,
-  CASE WHEN prev_pos_terminal IS NOT NULL AND event_ms - prev_pos_ms <= ${terminal_window_min} * 60000
-       THEN prev_pos_terminal END AS suspect_terminal,
-  first_pass.severity AS first_severity
+SELECT transaction_id, card_token, customer_id, bank_id, amount_minor, currency, event_ms, amount_eur, device_id,
+  a.hist_n AS hist_n, a.hist_sum_log AS hist_sum_log, a.hist_sumsq_log AS hist_sumsq_log,
+  a.hist_span_s AS hist_span_s, a.cnt_10m AS cnt_10m, a.sum_eur_10m AS sum_eur_10m, a.tiny_30m AS tiny_30m,
+  a.distance_km AS distance_km, a.gap_s AS gap_s, a.device_uses AS device_uses, a.device_hist AS device_hist,
+  a.prev_pos_terminal AS prev_pos_terminal, a.prev_pos_ms AS prev_pos_ms, a.suspect_terminal AS suspect_terminal,
+  a.first_severity AS first_severity
 FROM (
-  SELECT *,
-    evaluate_rules(transaction_id, amount_eur, device_id, hist_n, hist_sum_log, hist_sumsq_log, hist_span_s,
-                   cnt_10m, sum_eur_10m, tiny_30m, distance_km, gap_s, device_uses, device_hist,
-                   CAST(NULL AS STRING), CAST(NULL AS BIGINT)) AS first_pass
-  FROM features
+  SELECT *, card_anomalies(transaction_id, card_token, customer_id, bank_id, amount_minor, currency, event_ms,
+                           amount_eur, device_id, lat, lon, channel, terminal_id) AS a
+  FROM card_input_by_card
 )
-WHERE first_pass.rules IS NOT NULL;
+WHERE a.first_severity IS NOT NULL;

@@ -1,4 +1,4 @@
-"""Card histories loaded from the real archive (flink.features.archive_loader), as the job's card_features
+"""Card histories loaded from the real archive (flink.features.archive_loader), as the job's card_anomalies
 UDF does when it first sees a card after a start, on a table of the stack's PostgreSQL."""
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ import pytest
 from pyflink.table.types import create_arrow_schema
 from pyflink.table.utils import pandas_to_arrow
 
-from flink.features import reference_features
+from flink.features import CARD_FEATURES, reference_features
 from flink.rules.config import apply_override, load_defaults
-from flink.rules.engine import FEATURES, alert_id, evaluate, poisson_sf
-from flink.udfs import VERDICT_TYPE
+from flink.rules.engine import FEATURES, alert_id, evaluate, first_pass, poisson_sf
+from flink.udfs import CARD_ANOMALY_TYPE, VERDICT_TYPE
 from services.producer.simulator import Simulator
 
 RULES = load_defaults()
@@ -114,6 +114,28 @@ def test_verdict_converts_to_the_udf_arrow_type():
     rows = batch.column(0).to_pylist()
     assert rows[0] == {"alert_id": None, "rules": None, "score": None, "severity": None, "reasons": None}
     assert rows[1]["rules"] == ["amount_anomaly@1", "card_testing@1"] and rows[1]["severity"] == "HIGH"
+
+
+def test_first_pass_names_the_suspect_terminal_and_the_severity_of_anomalies_only():
+    """card_anomalies' pass 1: severity only where a rule fired; the card's last in-person terminal is the
+    suspect one only within the terminal window before this transaction; it converts to the UDF's type."""
+    window_ms = 60 * 60_000
+    rows = [features(transaction_id="quiet"), features(transaction_id="testing", tiny_30m=4, amount_eur=900.0),
+            features(transaction_id="old-visit", tiny_30m=4, amount_eur=900.0)]
+    visits = [("T-1", 1_000_000), ("T-2", 1_000_000), ("T-3", 1_000_000 - window_ms - 1)]
+    inputs = pd.DataFrame([{"transaction_id": r["transaction_id"], "amount_eur": r["amount_eur"],
+                            "device_id": r["device_id"], "event_ms": 1_000_000 + 60_000} for r in rows])
+    card = pd.DataFrame([{**{c: r.get(c) for c in CARD_FEATURES}, "prev_pos_terminal": terminal,
+                          "prev_pos_ms": at} for r, (terminal, at) in zip(rows, visits, strict=True)],
+                        columns=list(CARD_FEATURES))
+    out = first_pass(inputs, card, RULES, window_ms)
+    assert out["first_severity"].tolist() == [None, "HIGH", "HIGH"]
+    assert out["suspect_terminal"].tolist() == ["T-1", "T-2", None]
+    udf_out = pd.concat([card, out], axis=1)
+    batch = pandas_to_arrow(create_arrow_schema(["f0"], [CARD_ANOMALY_TYPE]), "UTC", [CARD_ANOMALY_TYPE], [udf_out])
+    converted = batch.column(0).to_pylist()
+    assert converted[0]["first_severity"] is None and converted[1]["suspect_terminal"] == "T-2"
+    assert converted[1]["hist_n"] == 40 and converted[1]["tiny_30m"] == 4
 
 
 # --- simulator scenarios end to end (features mirror + engine) ------------------------------------------------

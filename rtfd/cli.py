@@ -274,17 +274,20 @@ def schemas_register():
 @click.option("--duration", type=float, default=60, show_default=True, help="Seconds of load.")
 @click.option("--warmup", type=float, default=15, show_default=True, help="Seconds excluded from the figures.")
 @click.option("--fraud-rate", type=float, default=0.005, show_default=True)
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Customers (cards) per producer. At high rates a small world makes every card buy every few "
+              "seconds, so velocity fires on most rows; more customers keep the anomaly rate realistic.")
 @click.option("--no-baseline", is_flag=True, help="Skip the raw Kafka produce+consume baseline.")
 @click.option("--backlog", type=click.IntRange(min=1), help="Catch-up mode: stop the job with a savepoint, produce "
               "this many transactions, resubmit and measure how fast the job drains them (producers excluded).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
               show_default=True)
-def bench(producers, tps, duration, warmup, fraud_rate, no_baseline, backlog, out_dir):
+def bench(producers, tps, duration, warmup, fraud_rate, customers, no_baseline, backlog, out_dir):
     """Measure the running native pipeline end to end (throughput, latency, zero loss) beside raw Kafka."""
     from rtfd.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(producers=producers, tps=tps or None, duration=duration, warmup=warmup,
-                      fraud_rate=fraud_rate, baseline=not no_baseline, out_dir=out_dir)
+                      fraud_rate=fraud_rate, customers=customers, baseline=not no_baseline, out_dir=out_dir)
     if backlog:
         from rtfd.bench.catchup import markdown as catchup_markdown
         from rtfd.bench.catchup import run_catchup

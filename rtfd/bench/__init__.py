@@ -31,6 +31,7 @@ class BenchConfig:
     duration: float = 60.0
     warmup: float = 15.0
     fraud_rate: float = 0.005
+    customers: int = 2000  # per producer (bank): the cards the load spreads over
     baseline: bool = True
     out_dir: Path = Path("bench-results")
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
@@ -49,7 +50,7 @@ def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -
     for i, bank in enumerate(cfg.banks):
         cmd = [
             sys.executable, "-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(per_producer), *until,
-            "--fraud-rate", str(cfg.fraud_rate), "--seed", str(1000 + i),
+            "--fraud-rate", str(cfg.fraud_rate), "--customers", str(cfg.customers), "--seed", str(1000 + i),
             "--schema-version", "2" if i % 2 else "1", "--ids-out", str(ids_dir / f"{bank}.ids"),
             "--label-delay", "5",
         ]  # fmt: skip

@@ -68,7 +68,8 @@ def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print) -
         "run_id": cfg.run_id,
         "mode": "catch-up",
         "command": " ".join(sys.argv),
-        "config": {"producers": cfg.producers, "backlog": len(delivered), "fraud_rate": cfg.fraud_rate},
+        "config": {"producers": cfg.producers, "backlog": len(delivered), "fraud_rate": cfg.fraud_rate,
+                   "customers": cfg.customers},
         "machine": machine_info(),
         "catch_up": {
             "job_running_after_s": round(running - submitted, 1),
@@ -94,7 +95,8 @@ def markdown(result: dict) -> str:
         f"### rtfd bench {result['run_id']} (catch-up)",
         "",
         f"`{result['command']}` — {m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}; backlog of "
-        f"{result['config']['backlog']:,} transactions produced while the job was stopped",
+        f"{result['config']['backlog']:,} transactions produced while the job was stopped, "
+        f"{result['config'].get('customers', 2000):,} customers (cards) per producer",
         "",
         "| metric | value |",
         "|---|---|",
@@ -102,7 +104,8 @@ def markdown(result: dict) -> str:
         f"| first new archive row after RUNNING (s) | {c['first_row_after_s']} |",
         f"| drain time, first to last row (s) | {c['drain_s']} |",
         f"| **archived/s while draining** (every rule evaluated) | **{c['archived_per_s']}** |",
-        f"| alerts written | {c['alerts']} |",
+        f"| alerts written (share of the backlog) | {c['alerts']} "
+        f"({100 * c['alerts'] / max(result['config']['backlog'], 1):.1f} %) |",
         f"| zero loss (delivered ids ⊆ archived ids) | {'yes' if loss['ok'] else 'NO'}: {loss['delivered']} "
         f"delivered, {loss['missing']} missing, {loss['duplicate_rows']} duplicate rows |",
         "",

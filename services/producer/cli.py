@@ -50,11 +50,13 @@ def setup_logging() -> None:
               help="Share of events that start a fraud episode.")
 @click.option("--label-delay", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds before a fraud label follows its transaction (like a chargeback).")
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Customers (one card each) in the bank's world; more spread a high rate over more cards.")
 @click.option("--ids-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write delivered transaction ids to this file, one per line.")
 @click.option("--topic", default=topology.TRANSACTIONS, show_default=True, help="Transactions topic.")
 @click.option("--labels-topic", default=topology.FRAUD_LABELS, show_default=True, help="Fraud labels topic.")
-def produce(bank, tps, duration, count, schema_version, seed, fraud_rate, label_delay, ids_out, topic,
+def produce(bank, tps, duration, count, schema_version, seed, fraud_rate, label_delay, customers, ids_out, topic,
             labels_topic):
     """Stream one bank's simulated card transactions (with injected fraud) to Kafka.
 
@@ -65,8 +67,8 @@ def produce(bank, tps, duration, count, schema_version, seed, fraud_rate, label_
     install_stop_signals(stop)
     report = run_producer(Settings(), bank, tps, count=count, duration=duration,
                           schema_version=int(schema_version), seed=seed, fraud_rate=fraud_rate,
-                          label_delay=label_delay, topic=topic, labels_topic=labels_topic, ids_out=ids_out,
-                          keep_ids=False, stop=stop)
+                          label_delay=label_delay, customers=customers, topic=topic, labels_topic=labels_topic,
+                          ids_out=ids_out, keep_ids=False, stop=stop)
     click.echo(f"{bank}: {report.summary()}", err=True)
     if not report.ok:
         sys.exit(1)

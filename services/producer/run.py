@@ -69,6 +69,7 @@ def run_producer(
     seed: int | None = None,
     fraud_rate: float = 0.005,
     label_delay: float = 30.0,
+    customers: int = 2000,
     *,
     topic: str = topology.TRANSACTIONS,
     labels_topic: str = topology.FRAUD_LABELS,
@@ -81,7 +82,7 @@ def run_producer(
     """Produce `count` transactions, or for `duration` seconds, or until `stop` is set (whichever first)."""
     stop = stop or threading.Event()
     sim = Simulator(bank, settings.card_key(), seed=seed, schema_version=schema_version,
-                    fraud_rate=fraud_rate, clock=time.time, tps=tps)
+                    fraud_rate=fraud_rate, clock=time.time, tps=tps, customers=customers)
     sender = AvroSender(settings, registry)
     tx_serializer = avro_serializer(sender.registry, schemas.transaction_schema(schema_version))
     label_serializer = avro_serializer(sender.registry, schemas.fraud_label_schema())

@@ -26,6 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import schemas
 from flink import job
 from flink.config import JobConfig
+from flink.rules.config import load_defaults
 from services.producer.simulator import Simulator
 from tests.kafka_helpers import create_topic
 
@@ -267,6 +268,16 @@ def test_each_fraud_scenario_fires_its_rule(run, scenario, rule):
     assert hits[scenario][rule] > 0, dict(hits)
 
 
+def busy_without_the_burst(run, card: str, at: int) -> bool:
+    """The card's other purchases in the 10 minutes up to `at` reach velocity's count without history, less the
+    three of a mall burst: the test world (2,000 cards buying for 20 minutes at 20 tx/s a bank) has heavy
+    users whose ordinary purchases fill a window by themselves; the burst must not be what fires."""
+    quiet_limit = load_defaults()["velocity"].params["min_count_without_history"] - 3
+    others = sum(1 for e in run.events.values() if e.record["card_token"] == card and e.pattern != "mall_burst"
+                 and run.phase[e.transaction_id] == 1 and at - 10 * 60_000 < e.record["event_time"] <= at)
+    return others >= quiet_limit
+
+
 def test_look_alikes_stay_quiet(run):
     fraud_at = collections.defaultdict(list)
     for e in run.events.values():
@@ -284,7 +295,7 @@ def test_look_alikes_stay_quiet(run):
         alert = (e.pattern, alert["severity"], alert["reasons"])  # what a failure shows
         if e.pattern == "travel":
             assert "impossible_travel" not in rules, alert
-        if e.pattern == "mall_burst":
+        if e.pattern == "mall_burst" and not busy_without_the_burst(run, card, at):
             assert "velocity" not in rules, alert
         if e.pattern == "large_purchase":
             # the purchase itself raises at most the LOW amount anomaly; compromised_terminal may join it when

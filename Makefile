@@ -1,5 +1,6 @@
 # The two commands a user needs:  `make up`  (run everything)  and  `make test`  (pass the tests).
-# Both install what is missing first: a Python virtualenv in .venv and the Kafka jars in .jvm (Maven).
+# Both install what is missing first: a Python virtualenv in .venv, the Kafka and Flink connector jars in .jvm
+# (Maven) and the job's Java functions (javac).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -46,7 +47,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-jars: .jvm/kafka/.resolved .jvm/flink/.resolved
+jars: .jvm/kafka/.resolved .jvm/flink/.resolved .jvm/functions/rtfd-flink-functions.jar
 
 .jvm/kafka/.resolved: jvm/kafka/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Kafka jars: apt-get install maven / brew install maven"; exit 1; }
@@ -60,6 +61,16 @@ jars: .jvm/kafka/.resolved .jvm/flink/.resolved
 	mvn -q -B -f jvm/flink/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
 	  -DexcludeArtifactIds=flink-connector-base -DoutputDirectory=$(CURDIR)/.jvm/flink
 	touch $@
+
+# The job's own Java functions (jvm/functions), compiled against the Flink inside the apache-flink wheel.
+FUNCTIONS_SRC := $(wildcard jvm/functions/src/io/rtfd/flink/*.java)
+.jvm/functions/rtfd-flink-functions.jar: $(FUNCTIONS_SRC) $(VENV)/.installed
+	@command -v javac >/dev/null || { echo "A JDK 17+ (javac) is required to compile jvm/functions: apt-get install openjdk-17-jdk-headless / brew install openjdk@17"; exit 1; }
+	rm -rf .jvm/functions && mkdir -p .jvm/functions/classes
+	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/lib/*" \
+	  -d .jvm/functions/classes $(FUNCTIONS_SRC)
+	jar cf $@ -C .jvm/functions/classes .
+	rm -rf .jvm/functions/classes
 
 clean:
 	rm -rf $(VENV) .jvm

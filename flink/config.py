@@ -35,13 +35,16 @@ def jdbc_from_dsn(dsn: str) -> tuple[str, str, str]:
 
 
 def jvm_jars() -> list[Path]:
-    """Connector jars resolved by `make jars` (jvm/flink/pom.xml) into $RTFD_JVM_DIR/flink."""
+    """Connector jars resolved by `make jars` (jvm/flink/pom.xml) into $RTFD_JVM_DIR/flink, and the job's own
+    Java functions (jvm/functions, compiled by `make jars` against the wheel's Flink) in $RTFD_JVM_DIR/functions."""
     from rtfd.stack import jvm_dir
 
-    folder = jvm_dir() / "flink"
-    jars = sorted(folder.glob("*.jar"))
-    if not jars:
-        raise FileNotFoundError(f"no connector jars in {folder}: run `make jars` (needs Maven)")
+    jars = []
+    for folder, what in (("flink", "connector jars"), ("functions", "the job's Java functions")):
+        found = sorted((jvm_dir() / folder).glob("*.jar"))
+        if not found:
+            raise FileNotFoundError(f"no {what} in {jvm_dir() / folder}: run `make jars` (needs Maven and a JDK)")
+        jars += found
     return jars
 
 
@@ -70,6 +73,10 @@ class JobConfig:
     archive: bool = True
     detect: bool = True
     dlq: bool = True
+    python_bundle_ms: int = 30
+    """Python steps take rows in bundles of at most this many ms (Settings.flink_bundle_ms) ..."""
+    python_bundle_size: int = 1000
+    """... or this many rows (Settings.flink_bundle_size), which is also the Arrow batch of the pandas UDFs."""
     archive_dsn: str = field(default="", repr=False)
     """libpq DSN of the archive (same role as the JDBC sink): card histories are loaded from it on first sight."""
 
@@ -80,6 +87,7 @@ class JobConfig:
         url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
         kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_sasl else None
         base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password,
+                   python_bundle_ms=settings.flink_bundle_ms, python_bundle_size=settings.flink_bundle_size,
                    archive_dsn=settings.component_dsn("flink"))
         return replace(base, **overrides)
 

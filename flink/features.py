@@ -230,7 +230,9 @@ def archive_loader(dsn: str, table: str, tiny_eur: float) -> CardLoader:
 
 @dataclass
 class TerminalHistory:
-    """Anomalous cards seen at one terminal: the card and the event time of its latest anomaly there."""
+    """Anomalous cards seen at one terminal: the card and the event time of its latest anomaly there. The job
+    runs the same logic in the JVM (jvm/functions TerminalContext; tests/flink/test_terminal_context.py holds
+    the two to the same counts); this one serves reference_features users: unit tests and rule tuning."""
 
     cards: dict[str, int] = field(default_factory=dict)
 

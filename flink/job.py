@@ -18,7 +18,7 @@ from string import Template
 if __package__ in (None, ""):  # `python flink/job.py` / `flink run -py flink/job.py`: make `flink` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Configuration, Types  # noqa: E402
+from pyflink.common import Configuration  # noqa: E402
 from pyflink.datastream import DataStream, StreamExecutionEnvironment  # noqa: E402
 from pyflink.java_gateway import get_gateway  # noqa: E402
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment  # noqa: E402
@@ -49,14 +49,14 @@ def configure(t_env: StreamTableEnvironment, config: JobConfig, *, local: bool,
     conf.set("table.local-time-zone", "UTC")
     conf.set("pipeline.auto-watermark-interval", "50 ms")
     conf.set("table.exec.source.idle-timeout", f"{config.idle_timeout_ms} ms")
-    # Python UDF workers: same interpreter as this client, our packages on their path, small bundles
+    # Python UDF workers: same interpreter as this client, our packages on their path, small bundles (latency)
     conf.set("python.executable", sys.executable)
     conf.set("python.client.executable", sys.executable)
     conf.set("python.pythonpath", str(PROJECT_ROOT))
     conf.set("python.execution-mode", "process")
-    conf.set("python.fn-execution.bundle.time", "30")
-    conf.set("python.fn-execution.bundle.size", "1000")
-    conf.set("python.fn-execution.arrow.batch.size", "1000")
+    conf.set("python.fn-execution.bundle.time", str(config.python_bundle_ms))
+    conf.set("python.fn-execution.bundle.size", str(config.python_bundle_size))
+    conf.set("python.fn-execution.arrow.batch.size", str(config.python_bundle_size))
     if local:
         conf.set("execution.checkpointing.interval", checkpoint_interval)
         conf.set("execution.checkpointing.mode", "EXACTLY_ONCE")
@@ -118,11 +118,8 @@ def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
     for statement in sql_statements("anomalies", variables):
         t_env.execute_sql(statement)
     anomalies = t_env.from_path("anomalies").select(*map(col, stateful.ANOMALY_COLUMNS))
-    context = (t_env.to_data_stream(anomalies)
-               .key_by(stateful.terminal_key, key_type=Types.STRING())
-               .process(stateful.TerminalContext(config.terminal_span_min * 60_000),
-                        output_type=stateful.row_type(stateful.CONTEXT_COLUMNS))
-               .name("terminal context (per-terminal state)").uid("terminal-context"))
+    context = stateful.terminal_context(key_by_column(t_env.to_data_stream(anomalies), "terminal_key"),
+                                        config.terminal_span_min * 60_000)
     t_env.create_temporary_view("anomalies_in_context", t_env.from_data_stream(context))
 
 

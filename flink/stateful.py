@@ -1,22 +1,23 @@
 """The job's keyed Flink state: per-terminal context of the anomalies, evaluated on each arrival.
 
-`TerminalContext` (a Python KeyedProcessFunction) keeps one pickled TerminalHistory per suspect terminal in
-Flink's keyed state, checkpointed with the job. Only anomalies (rule pass 1, a few per thousand transactions)
-pass through it, so its per-record state round trips to the JVM do not matter; the per-card history every
-transaction needs lives in the card_anomalies UDF's cache instead (flink/features.py says why). Terminal state
-expires after TERMINAL_STATE_TTL_DAYS without an anomaly there.
+io.rtfd.flink.TerminalContext (jvm/functions, a Java KeyedProcessFunction) keeps, per suspect terminal, the
+anomalous cards seen there and when, in Flink's keyed state, checkpointed with the job; the stream reaches it
+hash-partitioned by terminal in the JVM (flink.job.key_by_column), so no Python runs per anomaly here. It was a
+Python KeyedProcessFunction until 2026-11: with its Python key selector, two Python steps per anomaly made a
+velocity storm drain at 864/s; 1,160/s with this (docs/benchmarks.md, session 5). The per-card history every transaction needs lives in
+the card_anomalies UDF's cache (flink/features.py says why). Terminal state expires after
+TERMINAL_STATE_TTL_DAYS without an anomaly there. This module also declares the keyed streams' columns.
 """
 
 from __future__ import annotations
 
-from pyflink.common import Row, Types
-from pyflink.common.time import Time
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+from pyflink.common import Types
+from pyflink.datastream import DataStream
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes
 from pyflink.table.types import BigIntType, DoubleType, IntType, VarCharType
 
-from flink.features import CARD_FEATURES, TerminalHistory
+from flink.features import CARD_FEATURES
 
 TERMINAL_STATE_TTL_DAYS = 90
 
@@ -34,7 +35,7 @@ COLUMN_TYPES = {
     "tiny_30m": DataTypes.INT(), "distance_km": DataTypes.DOUBLE(), "gap_s": DataTypes.DOUBLE(),
     "device_uses": DataTypes.INT(), "device_hist": DataTypes.INT(), "prev_pos_terminal": DataTypes.STRING(),
     "prev_pos_ms": DataTypes.BIGINT(), "suspect_terminal": DataTypes.STRING(), "suspect_cards": DataTypes.BIGINT(),
-    "first_severity": DataTypes.STRING(),
+    "first_severity": DataTypes.STRING(), "terminal_key": DataTypes.STRING(),
 }
 # the same types as the DataStream API's type information
 _TYPE_INFO = {VarCharType: Types.STRING, BigIntType: Types.LONG, IntType: Types.INT, DoubleType: Types.DOUBLE}
@@ -44,7 +45,7 @@ COUNTED_SEVERITIES = frozenset({"MEDIUM", "HIGH", "CRITICAL"})
 FEATURE_COLUMNS = (*_PASSED, *CARD_FEATURES)
 # what TerminalContext reads (flink/sql/anomalies.sql, view anomalies): the features, the suspect terminal
 # and the anomaly's severity in rule pass 1
-ANOMALY_COLUMNS = (*FEATURE_COLUMNS, "suspect_terminal", "first_severity")
+ANOMALY_COLUMNS = (*FEATURE_COLUMNS, "suspect_terminal", "first_severity", "terminal_key")
 CONTEXT_COLUMNS = (*ANOMALY_COLUMNS, "suspect_cards")
 
 
@@ -62,41 +63,17 @@ def _type_info(data_type):
     return _TYPE_INFO[type(data_type)]()
 
 
-def _pickled_state(runtime_context: RuntimeContext, name: str, ttl_days: int | None = None):
-    descriptor = ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())
-    if ttl_days:
-        descriptor.enable_time_to_live(StateTtlConfig.new_builder(Time.days(ttl_days))
-                                       .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                                       .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                                       .build())
-    return runtime_context.get_state(descriptor)
-
-
-class TerminalContext(KeyedProcessFunction):
-    """Anomalies keyed by suspect terminal (or by card, when they have none) -> CONTEXT_COLUMNS rows: how many
-    distinct anomalous cards paid in person at that terminal within `span_ms` before, this one included."""
-
-    def __init__(self, span_ms: int):
-        self.span_ms = span_ms
-        self.state = None
-
-    def open(self, runtime_context: RuntimeContext):
-        self.state = _pickled_state(runtime_context, "terminal_history", TERMINAL_STATE_TTL_DAYS)
-
-    def process_element(self, value, ctx):
-        terminal = value[ANOMALY_COLUMNS.index("suspect_terminal")]
-        if terminal is None:
-            yield Row(*value, None)
-            return
-        history = self.state.value() or TerminalHistory()
-        cards = history.suspect_cards(value[ANOMALY_COLUMNS.index("card_token")],
-                                      value[ANOMALY_COLUMNS.index("event_ms")], self.span_ms,
-                                      counts=value[ANOMALY_COLUMNS.index("first_severity")] in COUNTED_SEVERITIES)
-        self.state.update(history)
-        yield Row(*value, cards)
-
-
-def terminal_key(value) -> str:
-    """Anomalies with a suspect terminal meet in that terminal's state; the others need none (their card)."""
-    terminal = value[ANOMALY_COLUMNS.index("suspect_terminal")]
-    return f"terminal:{terminal}" if terminal is not None else f"card:{value[1]}"
+def terminal_context(keyed: DataStream, span_ms: int) -> DataStream:
+    """Anomalies keyed by terminal_key (flink.job.key_by_column) -> CONTEXT_COLUMNS rows: how many distinct
+    anomalous cards paid in person at that terminal within `span_ms` before, this one included (null without a
+    suspect terminal). The JVM function io.rtfd.flink.TerminalContext (jvm/functions) holds the state."""
+    gateway = get_gateway()
+    severities = gateway.jvm.java.util.ArrayList()
+    for severity in sorted(COUNTED_SEVERITIES):
+        severities.add(severity)
+    function = gateway.jvm.io.rtfd.flink.TerminalContext(
+        ANOMALY_COLUMNS.index("suspect_terminal"), ANOMALY_COLUMNS.index("card_token"),
+        ANOMALY_COLUMNS.index("event_ms"), ANOMALY_COLUMNS.index("first_severity"), span_ms, severities,
+        TERMINAL_STATE_TTL_DAYS)
+    j_stream = keyed._j_data_stream.process(function, row_type(CONTEXT_COLUMNS).get_java_type_info())
+    return DataStream(j_stream.name("terminal context (per-terminal state)").uid("terminal-context-jvm"))

@@ -10,7 +10,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rtfd import topology
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
     pg_os_user: str = "postgres"
     """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
+    flink_bundle_ms: int = Field(30, ge=1)
+    """The fraud job's Python steps take rows in bundles closed after this many ms (or flink_bundle_size rows):
+    larger bundles drain a backlog faster (less per-batch overhead), each row may wait up to this long per step."""
+    flink_bundle_size: int = Field(1000, ge=1)
+    """Most rows in one bundle (and one Arrow batch) of the fraud job's Python steps."""
     kafka_secure: bool | None = None
     """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext.
     Unset: what the state folder's cluster was formatted with, secure for a new one (see kafka_sasl)."""

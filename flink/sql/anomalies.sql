@@ -10,7 +10,9 @@ SELECT transaction_id, card_token, customer_id, bank_id, amount_minor, currency,
   a.hist_span_s AS hist_span_s, a.cnt_10m AS cnt_10m, a.sum_eur_10m AS sum_eur_10m, a.tiny_30m AS tiny_30m,
   a.distance_km AS distance_km, a.gap_s AS gap_s, a.device_uses AS device_uses, a.device_hist AS device_hist,
   a.prev_pos_terminal AS prev_pos_terminal, a.prev_pos_ms AS prev_pos_ms, a.suspect_terminal AS suspect_terminal,
-  a.first_severity AS first_severity
+  a.first_severity AS first_severity,
+  -- the key of the per-terminal state: anomalies without a suspect terminal need none (their card)
+  COALESCE(CONCAT('terminal:', a.suspect_terminal), CONCAT('card:', card_token)) AS terminal_key
 FROM (
   SELECT *, card_anomalies(transaction_id, card_token, customer_id, bank_id, amount_minor, currency, event_ms,
                            amount_eur, device_id, lat, lon, channel, terminal_id) AS a

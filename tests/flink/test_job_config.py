@@ -1,0 +1,38 @@
+"""The job's settings reach Flink: JobConfig from the RTFD_* environment, then the table environment's options
+(a real TableEnvironment, no cluster)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from pyflink.table import EnvironmentSettings, TableEnvironment
+
+from flink.config import JobConfig
+from flink.job import configure
+from rtfd.config import Settings
+
+
+def test_python_bundles_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "150")
+    monkeypatch.setenv("RTFD_FLINK_BUNDLE_SIZE", "5000")
+    config = JobConfig.from_settings(Settings())
+    assert (config.python_bundle_ms, config.python_bundle_size) == (150, 5000)
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    configure(t_env, config, local=False)
+    options = t_env.get_config()
+    assert options.get("python.fn-execution.bundle.time", "") == "150"
+    assert options.get("python.fn-execution.bundle.size", "") == "5000"
+    assert options.get("python.fn-execution.arrow.batch.size", "") == "5000"
+
+
+def test_defaults_keep_bundles_small_for_latency(monkeypatch):
+    for name in ("RTFD_FLINK_BUNDLE_MS", "RTFD_FLINK_BUNDLE_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    config = JobConfig.from_settings(Settings())
+    assert (config.python_bundle_ms, config.python_bundle_size) == (30, 1000)
+
+
+def test_a_bundle_of_zero_ms_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "0")
+    with pytest.raises(ValidationError, match="flink_bundle_ms"):
+        Settings()

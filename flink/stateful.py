@@ -4,9 +4,9 @@ io.rtfd.flink.TerminalContext (jvm/functions, a Java KeyedProcessFunction) keeps
 anomalous cards seen there and when, in Flink's keyed state, checkpointed with the job; the stream reaches it
 hash-partitioned by terminal in the JVM (flink.job.key_by_column), so no Python runs per anomaly here. It was a
 Python KeyedProcessFunction until 2026-11: with its Python key selector, two Python steps per anomaly made a
-velocity storm drain at 864/s; 1,160/s with this (docs/benchmarks.md, session 5). The per-card history every transaction needs lives in
-the card_anomalies UDF's cache (flink/features.py says why). Terminal state expires after
-TERMINAL_STATE_TTL_DAYS without an anomaly there. This module also declares the keyed streams' columns.
+velocity storm drain at 864/s; 1,160/s with this (docs/benchmarks.md, session 5). The per-card history every
+transaction needs lives in the card_anomalies UDF's cache (flink/features.py says why). Terminal state expires
+after TERMINAL_STATE_TTL_DAYS without an anomaly there. This module also declares the keyed streams' columns.
 """
 
 from __future__ import annotations

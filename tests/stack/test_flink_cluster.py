@@ -52,6 +52,7 @@ def test_config_moves_ports_by_the_offset_and_keeps_state_in_the_state_folder(tm
     assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
     assert conf["python.executable"] == conf["python.client.executable"] == sys.executable
     assert "python.execution-mode" not in conf  # the job chooses
+    assert "JaasModuleFactory" not in conf["security.module.factory.classes"]  # no jaas-<random>.conf per process
     assert yaml.safe_load(render_yaml(conf)) == conf  # what Flink reads is what we meant
 
 
@@ -126,6 +127,10 @@ def test_cluster_has_one_taskmanager_on_loopback(stack: Settings, cluster: Flink
     assert listening["flink-taskmanager"][tm["dataPort"]] in loopback
     report = native.status()["flink"]
     assert report["cluster"] == "up" and report["taskmanagers"] == 1
+    # Flink's JAAS module would write jaas-<random 64-bit number>.conf per process and log the name: a digit
+    # run that is Luhn-valid one time in ten, which the log scan (tests/security/test_logs.py) reports
+    logs = [p for p in (stack.state_dir / "logs").glob("flink-*.log")] + list(cluster.paths.log.glob("*.log"))
+    assert logs and not [p for p in logs if "Jaas file will be created" in p.read_text(errors="replace")]
 
 
 def test_submit_is_idempotent_and_the_cli_reports_the_job(stack: Settings, cluster: FlinkCluster, monkeypatch):

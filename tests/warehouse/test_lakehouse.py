@@ -209,8 +209,9 @@ def test_mart_equals_the_same_query_on_postgresql(run, mart):
     with psycopg.connect(run.settings.postgres_dsn) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         # the lake's partitions as PostgreSQL sees them: temp tables shadow the archive for this session
-        conn.execute("CREATE TEMP TABLE transactions AS SELECT * FROM public.transactions "
-                     "WHERE event_time >= %s AND event_time < %s", (start, end))
+        # (with the lake's partition column `date`: the transaction's UTC event date)
+        conn.execute("CREATE TEMP TABLE transactions AS SELECT *, (event_time AT TIME ZONE 'UTC')::date AS date "
+                     "FROM public.transactions WHERE event_time >= %s AND event_time < %s", (start, end))
         conn.execute("CREATE TEMP TABLE alerts AS SELECT * FROM public.alerts "
                      "WHERE event_time >= %s AND event_time < %s", (start, end))
         conn.execute("CREATE TEMP TABLE fraud_labels AS SELECT l.* FROM public.fraud_labels l "

@@ -1,19 +1,28 @@
 -- Merchant risk over the whole lake: per merchant, volume, cards, alerted and fraud-labelled shares, riskiest first.
+-- The distinct counts run as an aggregate of their own, apart from the joins (and percentiles): one aggregate
+-- holding all of them cost DuckDB up to 1.6x the CPU on a 10M-row lake (docs/benchmarks.md).
 WITH flagged AS (SELECT DISTINCT transaction_id FROM alerts),
-     fraud AS (SELECT DISTINCT transaction_id FROM fraud_labels WHERE is_fraud)
-SELECT t.merchant_id,
-       min(t.mcc) AS mcc,
-       count(*) AS transactions,
-       count(DISTINCT t.card_token) AS cards,
-       count(DISTINCT t.bank_id) AS banks,
-       count(f.transaction_id) AS alerted_transactions,
-       count(l.transaction_id) AS fraud_labelled,
-       count(f.transaction_id)::float8 / count(*) AS alert_rate,
-       count(l.transaction_id)::float8 / count(*) AS fraud_rate,
-       min(t.event_time) AS first_seen,
-       max(t.event_time) AS last_seen
-FROM transactions t
-LEFT JOIN flagged f ON f.transaction_id = t.transaction_id
-LEFT JOIN fraud l ON l.transaction_id = t.transaction_id
-GROUP BY t.merchant_id
-ORDER BY fraud_rate DESC, alert_rate DESC, transactions DESC, t.merchant_id
+     fraud AS (SELECT DISTINCT transaction_id FROM fraud_labels WHERE is_fraud),
+     distinct_counts AS (
+         SELECT merchant_id, count(DISTINCT card_token) AS cards, count(DISTINCT bank_id) AS banks
+         FROM transactions GROUP BY merchant_id
+     ),
+     totals AS (
+         SELECT t.merchant_id,
+                min(t.mcc) AS mcc,
+                count(*) AS transactions,
+                count(f.transaction_id) AS alerted_transactions,
+                count(l.transaction_id) AS fraud_labelled,
+                count(f.transaction_id)::float8 / count(*) AS alert_rate,
+                count(l.transaction_id)::float8 / count(*) AS fraud_rate,
+                min(t.event_time) AS first_seen,
+                max(t.event_time) AS last_seen
+         FROM transactions t
+         LEFT JOIN flagged f ON f.transaction_id = t.transaction_id
+         LEFT JOIN fraud l ON l.transaction_id = t.transaction_id
+         GROUP BY t.merchant_id
+     )
+SELECT t.merchant_id, t.mcc, t.transactions, d.cards, d.banks, t.alerted_transactions, t.fraud_labelled,
+       t.alert_rate, t.fraud_rate, t.first_seen, t.last_seen
+FROM totals t JOIN distinct_counts d USING (merchant_id)
+ORDER BY fraud_rate DESC, alert_rate DESC, transactions DESC, merchant_id

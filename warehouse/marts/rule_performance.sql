@@ -4,7 +4,7 @@ WITH hits AS (
     FROM (SELECT (event_time AT TIME ZONE 'UTC')::date AS day, unnest(rules) AS rule, transaction_id FROM alerts) x
 ),
 fraud AS (
-    SELECT DISTINCT (t.event_time AT TIME ZONE 'UTC')::date AS day, t.transaction_id
+    SELECT DISTINCT t.date AS day, t.transaction_id
     FROM transactions t JOIN fraud_labels l ON l.transaction_id = t.transaction_id AND l.is_fraud
 ),
 per_rule AS (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import psycopg
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from rtfd import topology
@@ -211,14 +211,14 @@ def flink_backlog(settings: Settings) -> Probe:
     on top of the previous run's backlog would measure that backlog, not its own fault. Offsets are committed
     at checkpoints (10 s), so up to ~10 s of live traffic counts as drained."""
     from rtfd.bench.sampler import FLINK_GROUP
-    from rtfd.stack.status import consumer_lag
 
     def probe() -> Verdict:
         try:
-            rows = consumer_lag(settings, [FLINK_GROUP], admin(settings))
+            committed, end = group_offsets(settings, FLINK_GROUP, topology.TRANSACTIONS)
         except Exception as exc:  # noqa: BLE001
             return Verdict(False, f"lag unknown: {exc}")
-        lag = sum(r["lag"] for r in rows if r["topic"] == topology.TRANSACTIONS)
+        # as `rtfd status` counts it: a partition the group never committed on adds nothing
+        lag = sum(max(0, end[p] - offset) for p, offset in committed.items() if offset >= 0 and p in end)
         return Verdict(lag <= 5000, f"the Flink job still has {lag} transactions to read" if lag > 5000 else "")
 
     return probe
@@ -234,6 +234,28 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         probe.close()
 
 
+def group_offsets(settings: Settings, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """`group`'s committed offset and the end offset of every partition of `topic` (-1001: nothing committed).
+
+    Read through a consumer handle carrying the group's id (never subscribed, so it does not join the group
+    or commit anything), not through `AdminClient.list_consumer_group_offsets`: librdkafka (2.16.0, the one in
+    confluent-kafka 2.16.1) answers a coordinator error on that admin request (NOT_COORDINATOR, e.g. when a
+    restarted broker takes its `__consumer_offsets` partitions back) by re-querying the coordinator of the
+    handle's consumer group, which an admin handle does not have: `rd_kafka_handle_OffsetFetch` ->
+    `rd_kafka_cgrp_op(rk->rk_cgrp = NULL)`, a segfault in the `rdk:main` thread. That killed the chaos test
+    process in CI without a traceback (librdkafka's threads block every signal, so faulthandler never runs;
+    docs/reliability.md). A consumer handle has its group, and the same error only re-queries its coordinator."""
+    probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": group, "enable.auto.commit": False,
+                                                                      "logger": _quiet}))
+    try:
+        partitions = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=5).topics[topic].partitions]
+        committed = {tp.partition: tp.offset for tp in probe.committed(partitions, timeout=5)}
+        end = {tp.partition: probe.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions}
+        return committed, end
+    finally:
+        probe.close()
+
+
 def alert_consumer_caught_up(settings: Settings, target: Callable[[], dict[int, int]]) -> Probe:
     """The alert consumer committed, on every partition of fraud-alerts, at least the offsets of `target()`
     (the topic's end when the fault ended): it consumes and stores again."""
@@ -241,14 +263,11 @@ def alert_consumer_caught_up(settings: Settings, target: Callable[[], dict[int, 
     def probe() -> Verdict:
         try:
             wanted = target()
-            futures = admin(settings).list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(ALERT_CONSUMER_GROUP)])
-            committed = {tp.partition: tp.offset
-                         for tp in futures[ALERT_CONSUMER_GROUP].result(timeout=5).topic_partitions
-                         if tp.topic == topology.FRAUD_ALERTS}
+            committed, _end = group_offsets(settings, ALERT_CONSUMER_GROUP, topology.FRAUD_ALERTS)
         except Exception as exc:  # noqa: BLE001
             return Verdict(False, f"alert consumer offsets unknown: {exc}")
-        behind = {p: end - committed.get(p, 0) for p, end in wanted.items() if committed.get(p, 0) < end}
+        behind = {p: end - max(committed.get(p, 0), 0) for p, end in wanted.items()
+                  if max(committed.get(p, 0), 0) < end}
         return Verdict(not behind, f"alert consumer behind on partitions {behind}" if behind else "")
 
     return probe

@@ -387,6 +387,8 @@ def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(servi
         assert props["jobmanager.rpc.address"] == props["rest.address"] == "flink-jobmanager"
         assert props["python.executable"] == props["python.client.executable"] == "/opt/venv/bin/python"
         assert service["environment"]["TZ"] == "UTC"  # the JDBC archive sink writes zone-less timestamps
+        # as natively (rtfd/stack/flink.py): no JAAS module, which logs a random jaas-<digits>.conf per process
+        assert "JaasModuleFactory" not in props.get("security.module.factory.classes", "JaasModuleFactory")
     # checkpoints must be where both the JobManager and the TaskManager see them
     props = flink_properties(jm)
     checkpoint_dir = props["execution.checkpointing.dir"].removeprefix("file://")

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
@@ -327,6 +327,30 @@ class KafkaCluster:
 
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_client_conf(principal="admin", **{"socket.timeout.ms": 5000}))
+
+
+def group_committed(settings: Settings, group: str, topics: list[str] | None = None,
+                    timeout: float = 5.0) -> dict[tuple[str, int], int]:
+    """`group`'s committed offset per (topic, partition) of `topics` (default: every topic but Kafka's own);
+    partitions the group never committed on are left out.
+
+    Read through a consumer handle carrying the group's id (never subscribed, so it neither joins the group nor
+    commits), never through `AdminClient.list_consumer_group_offsets`: librdkafka 2.16.0 (confluent-kafka
+    2.16.1) answers a coordinator error on that admin OffsetFetch (NOT_COORDINATOR while a restarted broker
+    takes its `__consumer_offsets` partitions back) by re-querying the coordinator of the handle's consumer
+    group, which an admin handle lacks: `rd_kafka_cgrp_op(rk->rk_cgrp = NULL)`, a segfault of the whole process
+    (docs/reliability.md). A consumer handle has its group."""
+    handle = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        meta = handle.list_topics(timeout=timeout).topics
+        names = topics if topics is not None else [t for t in meta if not t.startswith("__")]
+        partitions = [TopicPartition(t, p) for t in names if t in meta for p in meta[t].partitions]
+        if not partitions:
+            return {}
+        return {(tp.topic, tp.partition): tp.offset for tp in handle.committed(partitions, timeout=timeout)
+                if tp.offset >= 0}
+    finally:
+        handle.close()
 
 
 def ensure_acls(settings: Settings, extra: list[Grant] | tuple[Grant, ...] = ()) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from rtfd.stack import kafka, postgres
 
@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: Consumer | None = None) -> list[dict]:
     """Committed offset vs. high watermark, summed per group and topic: for `groups`, or every group.
-    A caller that asks repeatedly (the benchmark's sampler) passes its own admin client and probe consumer."""
-    client = client or kafka.admin(settings)
+    A caller that asks repeatedly (the benchmark's sampler) passes its own admin client and probe consumer.
+    Committed offsets come from `kafka.group_committed` (a consumer handle per group: the admin OffsetFetch
+    crashes librdkafka 2.16 during a broker failover)."""
     if groups is None:
+        client = client or kafka.admin(settings)
         groups = sorted(g.group_id for g in client.list_consumer_groups(request_timeout=5).result().valid)
     own_probe = probe is None
     if own_probe:
@@ -27,14 +29,10 @@ def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: 
     rows = []
     try:
         for group in groups:
-            futures = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-            committed = futures[group].result(timeout=5).topic_partitions
             per_topic: dict[str, int] = {}
-            for tp in committed:
-                if tp.offset < 0:
-                    continue
-                _low, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5)
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, high - tp.offset)
+            for (topic, partition), offset in sorted(kafka.group_committed(settings, group).items()):
+                _low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                per_topic[topic] = per_topic.get(topic, 0) + max(0, high - offset)
             for topic, lag in sorted(per_topic.items()):
                 rows.append({"group": group, "topic": topic, "lag": lag})
     finally:

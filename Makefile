@@ -67,12 +67,13 @@ jars: .jvm/kafka/.resolved .jvm/flink/.resolved .jvm/functions/rtfd-flink-functi
 	  -DexcludeArtifactIds=flink-connector-base -DoutputDirectory=$(CURDIR)/.jvm/flink
 	touch $@
 
-# The job's own Java functions (jvm/functions), compiled against the Flink inside the apache-flink wheel.
+# The job's own Java functions (jvm/functions), compiled against the Flink inside the apache-flink wheel and
+# the connector jars (Avro as shaded into the avro-confluent format jar).
 FUNCTIONS_SRC := $(wildcard jvm/functions/src/io/rtfd/flink/*.java)
-.jvm/functions/rtfd-flink-functions.jar: $(FUNCTIONS_SRC) $(VENV)/.installed
+.jvm/functions/rtfd-flink-functions.jar: $(FUNCTIONS_SRC) $(VENV)/.installed .jvm/flink/.resolved
 	@command -v javac >/dev/null || { echo "A JDK 17+ (javac) is required to compile jvm/functions: apt-get install openjdk-17-jdk-headless / brew install openjdk@17"; exit 1; }
 	rm -rf .jvm/functions && mkdir -p .jvm/functions/classes
-	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/lib/*" \
+	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/lib/*:.jvm/flink/*" \
 	  -d .jvm/functions/classes $(FUNCTIONS_SRC)
 	jar cf $@ -C .jvm/functions/classes .
 	rm -rf .jvm/functions/classes

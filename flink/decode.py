@@ -1,4 +1,9 @@
-"""Confluent-wire-format Avro transactions to validated rows, a pandas batch at a time.
+"""Confluent-wire-format Avro transactions to validated rows: the contract, and its two implementations.
+
+The job decodes in the JVM (`jvm_decoder`: io.rtfd.flink.DecodeTransaction, jvm/functions), so no Python runs
+per transaction on the archive path. `Decoder` below is the reference it is held to, record by record
+(tests/flink/test_decode.py, tests/fuzz/test_avro_decode.py), in pandas batches; the reference data the Java
+function checks against (schemas, ISO codes, channels, limits) comes from this module, so the two cannot drift.
 
 Bytes: magic byte 0, the writer schema id as 4 big-endian bytes, then the Avro binary body. Writer schemas
 are fetched from the registry by id (cached) and resolved against the newest transaction schema (v2), so v1
@@ -48,6 +53,23 @@ MCC = re.compile(r"\d{4}")
 
 # What a schema lookup returns: the writer schema's JSON text, or None when the registry does not know the id.
 SchemaLookup = Callable[[int], str | None]
+
+
+def jvm_decoder(registry_url: str):
+    """The job's decode_transaction: a Java ScalarFunction (BYTES -> ROW of COLUMNS) with the reference data of
+    this module. Needs the job's jars on the gateway's class path (flink.config.jvm_jars)."""
+    from pyflink.java_gateway import get_gateway
+
+    def java_list(values):
+        out = get_gateway().jvm.java.util.ArrayList()
+        for value in values:
+            out.add(value)
+        return out
+
+    return get_gateway().jvm.io.rtfd.flink.DecodeTransaction(
+        registry_url, java_list(schemas.transaction_schema(v) for v in schemas.TRANSACTION_VERSIONS),
+        java_list(ID_FIELDS), java_list(sorted(CURRENCIES)), java_list(sorted(COUNTRIES)), java_list(CHANNELS),
+        MIN_EVENT_MS, MAX_EVENT_MS)
 
 
 class RegistryLookup:

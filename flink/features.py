@@ -55,6 +55,7 @@ class Entry:
     device: bool  # it carried a device id
     geo: tuple[float, float] | None  # (lat, lon)
     pos_terminal: str | None  # card-present terminal
+    log_amount: float | None = None  # log(amount_eur) for the amount profile, None unless amount_eur > 0
 
 
 def _time(entry: Entry) -> int:
@@ -82,7 +83,7 @@ class CardHistory:
         known = tx in self.ids
         before = [e for e in self.entries[:at] if e.tx != tx] if known else self.entries[:at]
         hist = before[-HISTORY_ROWS:]
-        logs = [math.log(e.amount_eur) for e in hist if e.amount_eur > 0]
+        logs = [e.log_amount for e in hist if e.log_amount is not None]
         in10 = [e.amount_eur for e in before if e.t >= t - VELOCITY_WINDOW_MS]
         if not known:
             self.devices[device_id] = self.devices.get(device_id, 0) + 1
@@ -119,7 +120,8 @@ class CardHistory:
         here = lat is not None and lon is not None
         self.entries.insert(at, Entry(t, tx, amount_eur, amount_eur < tiny_eur, device_id is not None,
                                       (lat, lon) if here else None,
-                                      terminal_id if channel == "POS" and terminal_id is not None else None))
+                                      terminal_id if channel == "POS" and terminal_id is not None else None,
+                                      math.log(amount_eur) if amount_eur > 0 else None))
         self.ids.add(tx)
         self._evict()
 

@@ -68,9 +68,10 @@ def configure(t_env: StreamTableEnvironment, config: JobConfig, *, local: bool,
 
 def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> StatementSet:
     """Register UDFs, tables and views; return the statement set of every INSERT the job runs."""
-    from flink import udfs
+    from flink import decode, udfs
 
-    t_env.create_temporary_function("decode_transaction", udfs.decode_transaction(config.registry_url))
+    # a Java function: decoding every transaction takes no Python (flink/decode.py)
+    t_env._j_tenv.createTemporarySystemFunction("decode_transaction", decode.jvm_decoder(config.registry_url))
     variables = config.sql_vars()
     for name in ("tables", "decode"):
         for statement in sql_statements(name, variables):

@@ -1,4 +1,5 @@
-"""The job's Python UDFs: thin PyFlink wrappers around pure code (flink.decode, flink.rules.engine).
+"""The job's Python UDFs: thin PyFlink wrappers around pure code (flink.features, flink.rules.engine, flink.alerts).
+Decoding runs in the JVM (flink.decode.jvm_decoder).
 
 Everything a UDF needs (registry URL, Kafka client configuration, rules topic) comes through its constructor: the
 Python workers run inside TaskManagers and may not see the client's RTFD_* environment.
@@ -11,47 +12,6 @@ from pyflink.table.udf import ScalarFunction, udf
 
 from flink.features import CARD_FEATURES
 from flink.stateful import sql_row_type
-
-DECODED_TYPE = DataTypes.ROW([
-    DataTypes.FIELD("transaction_id", DataTypes.STRING()),
-    DataTypes.FIELD("event_time_ms", DataTypes.BIGINT()),
-    DataTypes.FIELD("bank_id", DataTypes.STRING()),
-    DataTypes.FIELD("customer_id", DataTypes.STRING()),
-    DataTypes.FIELD("card_token", DataTypes.STRING()),
-    DataTypes.FIELD("merchant_id", DataTypes.STRING()),
-    DataTypes.FIELD("terminal_id", DataTypes.STRING()),
-    DataTypes.FIELD("mcc", DataTypes.STRING()),
-    DataTypes.FIELD("amount_minor", DataTypes.BIGINT()),
-    DataTypes.FIELD("currency", DataTypes.STRING()),
-    DataTypes.FIELD("channel", DataTypes.STRING()),
-    DataTypes.FIELD("country", DataTypes.STRING()),
-    DataTypes.FIELD("lat", DataTypes.DOUBLE()),
-    DataTypes.FIELD("lon", DataTypes.DOUBLE()),
-    DataTypes.FIELD("device_id", DataTypes.STRING()),
-    DataTypes.FIELD("schema_version", DataTypes.INT()),
-    DataTypes.FIELD("error", DataTypes.STRING()),
-])
-
-
-class DecodeTransaction(ScalarFunction):
-    """decode_transaction(value BYTES) -> ROW<...>: see flink.decode."""
-
-    def __init__(self, registry_url: str):
-        self.registry_url = registry_url
-        self.decoder = None
-
-    def open(self, function_context):
-        from flink.decode import Decoder, RegistryLookup
-
-        self.decoder = Decoder(RegistryLookup(self.registry_url))
-
-    def eval(self, values):
-        return self.decoder.decode(values)
-
-
-def decode_transaction(registry_url: str):
-    return udf(DecodeTransaction(registry_url), result_type=DECODED_TYPE, func_type="pandas")
-
 
 VERDICT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("alert_id", DataTypes.STRING()),
@@ -159,8 +119,13 @@ class CardAnomalies(ScalarFunction):
         from flink.stateful import CARD_INPUT
 
         frame = pd.DataFrame({name: c.reset_index(drop=True) for c, name in zip(columns, CARD_INPUT, strict=True)})
-        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        features = pd.DataFrame(self.cache.features(rows), columns=list(CARD_FEATURES))
+        # plain Python rows for the per-card code; pandas' to_dict("records") cost more than the features
+        values = [c.tolist() for c in columns]
+        for name in ("lat", "lon"):  # nullable doubles arrive with NaN for null
+            i = CARD_INPUT.index(name)
+            values[i] = [None if v != v else v for v in values[i]]
+        rows = [dict(zip(CARD_INPUT, row, strict=True)) for row in zip(*values, strict=True)]
+        features = pd.DataFrame.from_records(self.cache.features(rows), columns=list(CARD_FEATURES))
         verdict = first_pass(frame, features, self.rules.feed.rules, self.terminal_window_ms)
         return pd.concat([features, verdict], axis=1)
 

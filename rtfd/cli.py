@@ -280,9 +280,11 @@ def schemas_register():
 @click.option("--no-baseline", is_flag=True, help="Skip the raw Kafka produce+consume baseline.")
 @click.option("--backlog", type=click.IntRange(min=1), help="Catch-up mode: stop the job with a savepoint, produce "
               "this many transactions, resubmit and measure how fast the job drains them (producers excluded).")
+@click.option("--allow-non-restored", is_flag=True, help="Catch-up mode: resubmit even if the savepoint holds state "
+              "no operator of the job claims (the running job was built from other code).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
               show_default=True)
-def bench(producers, tps, duration, warmup, fraud_rate, customers, no_baseline, backlog, out_dir):
+def bench(producers, tps, duration, warmup, fraud_rate, customers, no_baseline, backlog, allow_non_restored, out_dir):
     """Measure the running native pipeline end to end (throughput, latency, zero loss) beside raw Kafka."""
     from rtfd.bench import BenchConfig, run_bench
 
@@ -292,7 +294,7 @@ def bench(producers, tps, duration, warmup, fraud_rate, customers, no_baseline, 
         from rtfd.bench.catchup import markdown as catchup_markdown
         from rtfd.bench.catchup import run_catchup
 
-        result = run_catchup(Settings(), cfg, backlog, say=click.echo)
+        result = run_catchup(Settings(), cfg, backlog, say=click.echo, allow_non_restored=allow_non_restored)
         click.echo(catchup_markdown(result))
         sys.exit(0 if result["zero_loss"]["ok"] else 1)
     result = run_bench(Settings(), cfg, say=click.echo)

@@ -375,6 +375,8 @@ def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(servi
     assert base.startswith("flink:2.2.") and base.endswith("-java17")
     assert froms[0].startswith("maven:3-eclipse-temurin-17") and froms[1:] == ["${FLINK_IMAGE}"] * 2
     assert "jvm/flink/pom.xml" in dockerfile and "dependency:copy-dependencies" in dockerfile
+    javac = next(line for line in dockerfile.splitlines() if "bin/javac" in line)
+    assert "/opt/flink/lib/*" in javac and "/build/jars/*" in javac  # jvm/functions use the avro-confluent jar's Avro
     assert not list((ROOT / "flink").glob("**/*.jar")), "connector jars are resolved at build time, never committed"
 
     jm, tm, job = (services[n] for n in FLINK_SERVICES)

@@ -62,32 +62,57 @@ def poisson_sf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - terms.sum(axis=1), 0.0, 1.0)
 
 
-def derive(f: pd.DataFrame) -> pd.DataFrame:
+Columns = dict[str, np.ndarray]  # feature or derived column name -> one value per row
+TEXT = ("transaction_id", "device_id", "suspect_terminal")  # the FEATURES that are not numbers
+
+
+def columns(features: pd.DataFrame) -> Columns:
+    """The FEATURES of a frame as arrays: numbers as float64 with NaN for null, text as objects. The rules run
+    on plain arrays: per batch, pandas' own per-operation cost outweighed the work (docs/benchmarks.md)."""
+    out: Columns = {}
+    for name in FEATURES:
+        col = features[name]
+        if name in TEXT:
+            out[name] = col.to_numpy(dtype=object)
+            continue
+        try:
+            out[name] = col.to_numpy(dtype="float64", na_value=np.nan)
+        except (TypeError, ValueError):  # text where a number belongs: null, as pd.to_numeric(errors="coerce")
+            out[name] = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return out
+
+
+def _zero(x: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(x, nan=0.0)
+
+
+def derive(f: Columns) -> Columns:
     """Columns several rules share: the card's typical amount, z-score, ratio, speed."""
-    d = pd.DataFrame(index=f.index)
-    n = f["hist_n"].fillna(0).to_numpy(dtype=float)
+    n = _zero(f["hist_n"])
     safe_n = np.maximum(n, 1)
-    mean = f["hist_sum_log"].fillna(0).to_numpy(dtype=float) / safe_n
-    var = f["hist_sumsq_log"].fillna(0).to_numpy(dtype=float) / safe_n - mean**2
+    mean = _zero(f["hist_sum_log"]) / safe_n
+    var = _zero(f["hist_sumsq_log"]) / safe_n - mean**2
     std = np.sqrt(np.maximum(var, MIN_LOG_STD**2))
-    amount = f["amount_eur"].to_numpy(dtype=float)
+    amount = f["amount_eur"]
     log_amount = np.log(np.maximum(amount, 1e-6))
-    d["typical_eur"] = np.where(n > 0, np.exp(mean), np.nan)
-    d["ratio"] = np.where(n > 0, amount / np.exp(mean), np.nan)
-    d["z"] = np.where(n > 0, (log_amount - mean) / std, np.nan)
-    gap_s = f["gap_s"].to_numpy(dtype=float)
-    d["gap_min"] = gap_s / 60.0
-    d["speed_kmh"] = f["distance_km"].to_numpy(dtype=float) / (np.maximum(gap_s, 1.0) / 3600.0)
-    return d
+    gap_s = f["gap_s"]
+    with np.errstate(invalid="ignore", over="ignore"):
+        return {
+            "typical_eur": np.where(n > 0, np.exp(mean), np.nan),
+            "ratio": np.where(n > 0, amount / np.exp(mean), np.nan),
+            "z": np.where(n > 0, (log_amount - mean) / std, np.nan),
+            "gap_min": gap_s / 60.0,
+            "speed_kmh": f["distance_km"] / (np.maximum(gap_s, 1.0) / 3600.0),
+        }
 
 
-# --- the rules ----------------------------------------------------------------------------------------------
-def velocity(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
+# --- the rules: (features, derived, params) -> a boolean per row; comparisons with null (NaN) are False ------
+def velocity(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
     """Poisson test of the 10-minute count against the card's own rate before the window; without a known
     baseline (new card, short history) only an absolute count fires."""
-    cnt = f["cnt_10m"].fillna(0).to_numpy(dtype=float)
-    n = f["hist_n"].fillna(0).to_numpy(dtype=float)
-    span = f["hist_span_s"].fillna(0).to_numpy(dtype=float)
+    cnt = _zero(f["cnt_10m"])
+    n = _zero(f["hist_n"])
+    span = _zero(f["hist_span_s"])
     # the card's own rate *before* this window, so a burst does not raise its own baseline
     before_n = n - (cnt - 1)
     before_s = span - 600.0
@@ -103,30 +128,29 @@ def velocity(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
     return fired
 
 
-def amount_anomaly(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
-    return ((f["hist_n"].fillna(0) >= p["min_history"]) & (d["z"] >= p["min_z"]) & (d["ratio"] >= p["min_ratio"])
-            & (f["amount_eur"] >= p["min_amount_eur"])).to_numpy()
+def amount_anomaly(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
+    return ((_zero(f["hist_n"]) >= p["min_history"]) & (d["z"] >= p["min_z"]) & (d["ratio"] >= p["min_ratio"])
+            & (f["amount_eur"] >= p["min_amount_eur"]))
 
 
-def card_testing(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
-    return ((f["tiny_30m"].fillna(0) >= p["min_tiny"]) & (f["amount_eur"] >= p["large_eur"])).to_numpy()
+def card_testing(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
+    return (_zero(f["tiny_30m"]) >= p["min_tiny"]) & (f["amount_eur"] >= p["large_eur"])
 
 
-def impossible_travel(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
-    return ((f["distance_km"] >= p["min_km"]) & (d["speed_kmh"] > p["max_kmh"])).fillna(False).to_numpy(dtype=bool)
+def impossible_travel(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
+    return (f["distance_km"] >= p["min_km"]) & (d["speed_kmh"] > p["max_kmh"])
 
 
-def account_takeover(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
-    return (f["device_id"].notna() & (f["device_uses"] == 1) & (f["device_hist"].fillna(0) >= p["min_device_history"])
-            & (f["hist_n"].fillna(0) >= p["min_history"]) & (d["ratio"] >= p["min_ratio"])).fillna(False).to_numpy(
-                dtype=bool)
+def account_takeover(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
+    return (pd.notna(f["device_id"]) & (f["device_uses"] == 1) & (_zero(f["device_hist"]) >= p["min_device_history"])
+            & (_zero(f["hist_n"]) >= p["min_history"]) & (d["ratio"] >= p["min_ratio"]))
 
 
-def compromised_terminal(f: pd.DataFrame, d: pd.DataFrame, p: Mapping) -> np.ndarray:
-    return (pd.to_numeric(f["suspect_cards"], errors="coerce").fillna(0) >= p["min_cards"]).to_numpy()
+def compromised_terminal(f: Columns, d: Columns, p: Mapping) -> np.ndarray:
+    return _zero(f["suspect_cards"]) >= p["min_cards"]
 
 
-RULES: dict[str, Callable[[pd.DataFrame, pd.DataFrame, Mapping], np.ndarray]] = {
+RULES: dict[str, Callable[[Columns, Columns, Mapping], np.ndarray]] = {
     "velocity": velocity,
     "amount_anomaly": amount_anomaly,
     "card_testing": card_testing,
@@ -159,14 +183,12 @@ def reason(rule: Rule, values: Mapping) -> str:
         return rule.reason
 
 
-def evaluate(features: pd.DataFrame, rules: Mapping[str, Rule]) -> pd.DataFrame:
-    """One output row per feature row: alert_id, rules, score, severity, reasons; all null when nothing fired."""
-    f = features.reset_index(drop=True)
-    for name in FEATURES:
-        if name not in ("transaction_id", "device_id", "suspect_terminal"):
-            f[name] = pd.to_numeric(f[name], errors="coerce").astype("float64")
+def evaluate(features: pd.DataFrame, rules: Mapping[str, Rule], explain: bool = True) -> pd.DataFrame:
+    """One output row per feature row: alert_id, rules, score, severity, reasons; all null when nothing fired.
+    Without `explain` only score and severity are filled (rule pass 1 needs no more)."""
+    f = columns(features)
     d = derive(f)
-    n = len(f)
+    n = len(features)
     fired_rules: list[list[str]] = [[] for _ in range(n)]
     reasons: list[list[str]] = [[] for _ in range(n)]
     miss = np.ones(n)  # product of (1 - weight) over fired rules
@@ -176,17 +198,19 @@ def evaluate(features: pd.DataFrame, rules: Mapping[str, Rule]) -> pd.DataFrame:
             continue
         mask = np.asarray(check(f, d, rule.params), dtype=bool)
         for i in np.flatnonzero(mask):
-            values = {**rule.params, **f.iloc[i].to_dict(), **d.iloc[i].to_dict()}
             fired_rules[i].append(f"{rule_id}@{rule.version}")
-            reasons[i].append(reason(rule, values))
+            if explain:
+                values = {**rule.params, **{k: v[i] for k, v in f.items()}, **{k: v[i] for k, v in d.items()}}
+                reasons[i].append(reason(rule, values))
             miss[i] *= 1.0 - WEIGHT[rule.severity]
     scores = [round(1.0 - m, 4) if r else None for m, r in zip(miss, fired_rules, strict=True)]
     return pd.DataFrame({
-        "alert_id": [alert_id(t) if r else None for t, r in zip(f["transaction_id"], fired_rules, strict=True)],
+        "alert_id": [alert_id(t) if r and explain else None
+                     for t, r in zip(f["transaction_id"], fired_rules, strict=True)],
         "rules": [r or None for r in fired_rules],
         "score": pd.Series(scores, dtype=object),
         "severity": [severity_of(s) if s is not None else None for s in scores],
-        "reasons": [r or None for r in reasons],
+        "reasons": [r or None for r in reasons] if explain else [None] * n,
     })[list(OUTPUT)]
 
 
@@ -204,7 +228,7 @@ def first_pass(inputs: pd.DataFrame, features: pd.DataFrame, rules: Mapping[str,
     frame = pd.concat([inputs[["transaction_id", "amount_eur", "device_id"]], features], axis=1)
     frame["suspect_terminal"] = None
     frame["suspect_cards"] = None
-    verdict = evaluate(frame[list(FEATURES)], rules)
+    verdict = evaluate(frame[list(FEATURES)], rules, explain=False)
     return pd.DataFrame({
         "suspect_terminal": features["prev_pos_terminal"].where(recent.to_numpy(), None).astype(object),
         "first_severity": verdict["severity"],

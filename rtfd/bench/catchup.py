@@ -22,7 +22,8 @@ from rtfd.stack.flink import JOB_FILE, JOB_NAME
 POLL_S = 2.0
 
 
-def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print) -> dict:
+def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print,
+                allow_non_restored: bool = False) -> dict:
     import json
 
     from rtfd.bench.sampler import Sampler
@@ -49,7 +50,7 @@ def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print) -
         sampler = Sampler(settings, cfg.banks)
         sampler.start()
         submitted = time.monotonic()
-        job_id = stack.flink.submit(JOB_FILE, JOB_NAME, savepoint, False)
+        job_id = stack.flink.submit(JOB_FILE, JOB_NAME, savepoint, allow_non_restored)
         stack.flink.wait_running(job_id)
     running = time.monotonic()
     first = last = None

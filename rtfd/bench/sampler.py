@@ -50,21 +50,27 @@ class Sampler(StoppableThread):
         return out
 
     def run(self) -> None:
-        # one admin client and one probe for the whole run, not new librdkafka clients every second
+        # one admin client, one probe and one committed-offset handle per group for the whole run, not new
+        # librdkafka clients every second (the group handles carry the group's id and are never subscribed)
         probe = Consumer(self.settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-bench-probe"}))
-        admin = kafka.admin(self.settings)
+        groups: dict[str, Consumer] = {}
         topics = (topology.TRANSACTIONS, topology.FRAUD_ALERTS, topology.TRANSACTIONS_DLQ)
-        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
-            last = first = None
-            try:
+        try:
+            groups[FLINK_GROUP] = kafka.group_handle(self.settings, FLINK_GROUP)
+            admin = kafka.admin(self.settings)
+            with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
+                last = first = None
                 while not self.stopping.is_set():
                     tick = time.monotonic()
                     totals = {t: self.topic_total(probe, t) for t in topics}
                     archived = conn.execute(
                         "SELECT count(*) FROM transactions WHERE bank_id = ANY(%s)", (self.banks,)
                     ).fetchone()[0]
-                    lag = sum(r["lag"] for r in consumer_lag(self.settings, [FLINK_GROUP], admin, probe)
-                              if r["topic"] == topology.TRANSACTIONS)
+                    lag = sum(
+                        r["lag"]
+                        for r in consumer_lag(self.settings, [FLINK_GROUP], admin, probe, group_handles=groups)
+                        if r["topic"] == topology.TRANSACTIONS
+                    )
                     now = {"t_ms": int(time.time() * 1000), "archived": archived, **totals}
                     first = first or now
                     if last is not None:
@@ -85,8 +91,9 @@ class Sampler(StoppableThread):
                         self.usage()  # primes psutil's CPU counters
                     last = now
                     self.stopping.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
-            finally:
-                probe.close()
+        finally:
+            for handle in (probe, *groups.values()):
+                handle.close()
 
     def component_summary(self, after_ms: int) -> dict:
         rows: dict[str, dict] = {}

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from rtfd import topology
 from rtfd.config import Settings
-from rtfd.stack import NativeStack
+from rtfd.stack import NativeStack, kafka
 from rtfd.stack.flink import JOB_NAME
 from rtfd.stack.process import port_open
 from services.alerts import GROUP_ID as ALERT_CONSUMER_GROUP
@@ -235,21 +235,23 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def group_offsets(settings: Settings, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-    """`group`'s committed offset and the end offset of every partition of `topic` (-1001: nothing committed).
+    """`group`'s committed offset per partition of `topic` (a partition it never committed on is left out) and
+    the end offset of every partition of `topic`.
 
-    Read through a consumer handle carrying the group's id (never subscribed, so it does not join the group
-    or commit anything), not through `AdminClient.list_consumer_group_offsets`: librdkafka (2.16.0, the one in
-    confluent-kafka 2.16.1) answers a coordinator error on that admin request (NOT_COORDINATOR, e.g. when a
-    restarted broker takes its `__consumer_offsets` partitions back) by re-querying the coordinator of the
-    handle's consumer group, which an admin handle does not have: `rd_kafka_handle_OffsetFetch` ->
-    `rd_kafka_cgrp_op(rk->rk_cgrp = NULL)`, a segfault in the `rdk:main` thread. That killed the chaos test
-    process in CI without a traceback (librdkafka's threads block every signal, so faulthandler never runs;
-    docs/reliability.md). A consumer handle has its group, and the same error only re-queries its coordinator."""
-    probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": group, "enable.auto.commit": False,
-                                                                      "logger": _quiet}))
+    Committed offsets come from `kafka.group_committed`, through a consumer handle carrying the group's id
+    (never subscribed, so it does not join the group or commit anything), not through
+    `AdminClient.list_consumer_group_offsets`: librdkafka (2.16.0, the one in confluent-kafka 2.16.1) answers a
+    coordinator error on that admin request (NOT_COORDINATOR, e.g. when a restarted broker takes its
+    `__consumer_offsets` partitions back) by re-querying the coordinator of the handle's consumer group, which an
+    admin handle does not have: `rd_kafka_handle_OffsetFetch` -> `rd_kafka_cgrp_op(rk->rk_cgrp = NULL)`, a
+    segfault in the `rdk:main` thread. That killed the chaos test process in CI without a traceback
+    (librdkafka's threads block every signal, so faulthandler never runs; docs/reliability.md). A consumer
+    handle has its group, and the same error only re-queries its coordinator. The handle is this call's own
+    (quiet while brokers come and go) and also reads the end offsets."""
+    probe = kafka.group_handle(settings, group, logger=_quiet)
     try:
         partitions = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=5).topics[topic].partitions]
-        committed = {tp.partition: tp.offset for tp in probe.committed(partitions, timeout=5)}
+        committed = {p: o for (_t, p), o in kafka.group_committed(settings, group, [topic], consumer=probe).items()}
         end = {tp.partition: probe.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions}
         return committed, end
     finally:

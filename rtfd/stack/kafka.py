@@ -329,8 +329,16 @@ def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_client_conf(principal="admin", **{"socket.timeout.ms": 5000}))
 
 
+def group_handle(settings: Settings, group: str, **conf) -> Consumer:
+    """A consumer handle carrying `group`'s id, for `group_committed`: never subscribe it (it then neither joins
+    the group nor commits) and never commit through it. A caller that reads the offsets repeatedly (the
+    benchmark's sampler) keeps one per group and closes it itself. `conf` adds client settings (a logger)."""
+    return Consumer(settings.kafka_client_conf(principal="admin",
+                                               **{"group.id": group, "enable.auto.commit": False, **conf}))
+
+
 def group_committed(settings: Settings, group: str, topics: list[str] | None = None,
-                    timeout: float = 5.0) -> dict[tuple[str, int], int]:
+                    timeout: float = 5.0, *, consumer: Consumer | None = None) -> dict[tuple[str, int], int]:
     """`group`'s committed offset per (topic, partition) of `topics` (default: every topic but Kafka's own);
     partitions the group never committed on are left out.
 
@@ -339,8 +347,11 @@ def group_committed(settings: Settings, group: str, topics: list[str] | None = N
     2.16.1) answers a coordinator error on that admin OffsetFetch (NOT_COORDINATOR while a restarted broker
     takes its `__consumer_offsets` partitions back) by re-querying the coordinator of the handle's consumer
     group, which an admin handle lacks: `rd_kafka_cgrp_op(rk->rk_cgrp = NULL)`, a segfault of the whole process
-    (docs/reliability.md). A consumer handle has its group."""
-    handle = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": group, "enable.auto.commit": False}))
+    (docs/reliability.md). A consumer handle has its group.
+
+    `consumer`: such a handle (`group_handle(settings, group)`: its group.id must be `group`) to read through
+    instead of opening, and closing, one for this call; it is left open."""
+    handle = consumer if consumer is not None else group_handle(settings, group)
     try:
         meta = handle.list_topics(timeout=timeout).topics
         names = topics if topics is not None else [t for t in meta if not t.startswith("__")]
@@ -350,7 +361,8 @@ def group_committed(settings: Settings, group: str, topics: list[str] | None = N
         return {(tp.topic, tp.partition): tp.offset for tp in handle.committed(partitions, timeout=timeout)
                 if tp.offset >= 0}
     finally:
-        handle.close()
+        if consumer is None:
+            handle.close()
 
 
 def ensure_acls(settings: Settings, extra: list[Grant] | tuple[Grant, ...] = ()) -> int:

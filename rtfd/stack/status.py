@@ -5,6 +5,7 @@ a down part is reported, not fatal."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, TopicPartition
@@ -15,14 +16,17 @@ if TYPE_CHECKING:
     from rtfd.stack import NativeStack
 
 
-def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: Consumer | None = None) -> list[dict]:
+def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: Consumer | None = None,
+                 group_handles: Mapping[str, Consumer] | None = None) -> list[dict]:
     """Committed offset vs. high watermark, summed per group and topic: for `groups`, or every group.
-    A caller that asks repeatedly (the benchmark's sampler) passes its own admin client and probe consumer.
-    Committed offsets come from `kafka.group_committed` (a consumer handle per group: the admin OffsetFetch
-    crashes librdkafka 2.16 during a broker failover)."""
+    A caller that asks repeatedly (the benchmark's sampler) passes its own admin client and probe consumer,
+    and in `group_handles` a long-lived `kafka.group_handle` per group (left open; a group without one gets a
+    handle for this call). Committed offsets come from `kafka.group_committed` (a consumer handle per group:
+    the admin OffsetFetch crashes librdkafka 2.16 during a broker failover)."""
     if groups is None:
         client = client or kafka.admin(settings)
         groups = sorted(g.group_id for g in client.list_consumer_groups(request_timeout=5).result().valid)
+    handles = group_handles or {}
     own_probe = probe is None
     if own_probe:
         probe = Consumer(settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-status-probe"}))
@@ -30,7 +34,8 @@ def consumer_lag(settings, groups: list[str] | None = None, client=None, probe: 
     try:
         for group in groups:
             per_topic: dict[str, int] = {}
-            for (topic, partition), offset in sorted(kafka.group_committed(settings, group).items()):
+            committed = kafka.group_committed(settings, group, consumer=handles.get(group))
+            for (topic, partition), offset in sorted(committed.items()):
                 _low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
                 per_topic[topic] = per_topic.get(topic, 0) + max(0, high - offset)
             for topic, lag in sorted(per_topic.items()):

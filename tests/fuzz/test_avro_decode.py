@@ -1,20 +1,26 @@
-"""Fuzz the Flink job's Avro decoding path (flink/decode.py Decoder): arbitrary bytes, wrong magic bytes,
-unknown or unusable schema ids, truncated and garbage Avro bodies, and well-formed records with values out of
-every range. decode() must answer one row per input with either a valid record or an error string, and never
-raise: an exception there would fail the job instead of dead-lettering one record."""
+"""Fuzz the Flink job's Avro decoding path: arbitrary bytes, wrong magic bytes, unknown or unusable schema ids,
+truncated and garbage Avro bodies, and well-formed records with values out of every range. The job's Java
+function (io.rtfd.flink.DecodeTransaction) and the Python reference (flink/decode.py Decoder) must answer one row
+per input with either a valid record or an error string, never raise (an exception there would fail the job
+instead of dead-lettering one record), and agree: the same records valid, with the same fields."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import struct
 
 import fastavro
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
 from flink.decode import COLUMNS, Decoder
+from tests.decode_helpers import JvmDecoder, SchemaIds
+
+pytestmark = pytest.mark.timeout(600)
 
 # the registry as the decoder sees it: ids 1 and 2 are the contract versions, 3 holds a schema that is JSON
 # but not Avro, 4 one that is no JSON, 5 the fraud alert (a valid schema of the wrong record); others unknown
@@ -28,6 +34,18 @@ bounded = settings(max_examples=max(10, settings.default.max_examples // 4))
 
 def decoder() -> Decoder:
     return Decoder(REGISTRY.get)
+
+
+_jvm: list[JvmDecoder] = []
+
+
+def jvm_decoder() -> JvmDecoder:
+    """One for the module (its schema cache persists, as in the job); its registry stops at exit."""
+    if not _jvm:
+        registry = SchemaIds(REGISTRY).__enter__()
+        atexit.register(registry.__exit__)
+        _jvm.append(JvmDecoder(registry.url))
+    return _jvm[0]
 
 
 def header(schema_id: int, magic: int = 0) -> bytes:
@@ -73,14 +91,17 @@ def encode(version: int, record: dict) -> bytes:
 
 def check(values: list) -> None:
     frame = decoder().decode(values)
-    assert list(frame.columns) == list(COLUMNS)
-    assert len(frame) == len(values)
-    for _, row in frame.iterrows():
+    jvm = jvm_decoder().decode(values)
+    assert list(frame.columns) == list(COLUMNS) == list(jvm.columns)
+    assert len(frame) == len(values) == len(jvm)
+    for (_, row), (_, other) in zip(frame.iterrows(), jvm.iterrows(), strict=True):
         error = row["error"]
         assert error is None or (isinstance(error, str) and error), error
+        assert (other["error"] is None) == (error is None), (error, other["error"])
         if error is None:
             assert row["schema_version"] in (1, 2)
             assert isinstance(row["transaction_id"], str) and row["transaction_id"].strip()
+            assert {k: None if v != v else v for k, v in row.items()} == other.to_dict()  # NaN: a null in Java
 
 
 @bounded

@@ -181,50 +181,61 @@ class CardCache:
 
 
 def archive_loader(dsn: str, table: str, tiny_eur: float) -> CardLoader:
-    """Load card histories from the PostgreSQL archive: each card's last ARCHIVE_ROWS_PER_CARD transactions
-    (index transactions_card_time_idx) and its lifetime count per device. One connection, reopened when lost."""
+    """Load card histories from the PostgreSQL archive in one query per batch of cards: each card's last
+    ARCHIVE_ROWS_PER_CARD transactions, its last position and last card-present terminal however far back
+    (each an index scan of transactions_card_time_idx, newest first, stopping at its LIMIT), and its lifetime
+    count per device. One connection, reopened when lost."""
     import psycopg
     from psycopg import sql
 
     state = {"conn": None}
-    recent = sql.SQL(
-        "SELECT card_token, transaction_id, (extract(epoch FROM event_time) * 1000)::bigint, amount_minor, "
-        "currency, device_id, lat, lon, channel, terminal_id FROM (SELECT *, row_number() OVER "
-        "(PARTITION BY card_token ORDER BY event_time DESC) AS rn FROM {t} WHERE card_token = ANY(%s)) recent "
-        "WHERE rn <= %s ORDER BY 3").format(t=sql.Identifier(table))
-    devices = sql.SQL("SELECT card_token, device_id, count(*) FROM {t} WHERE card_token = ANY(%s) "
-                      "GROUP BY 1, 2").format(t=sql.Identifier(table))
-    # the last position and the last card-present terminal, however far back (beyond the rows loaded above)
-    last_geo = sql.SQL("SELECT DISTINCT ON (card_token) card_token, (extract(epoch FROM event_time) * 1000)::bigint, "
-                       "lat, lon FROM {t} WHERE card_token = ANY(%s) AND lat IS NOT NULL AND lon IS NOT NULL "
-                       "ORDER BY card_token, event_time DESC").format(t=sql.Identifier(table))
-    last_pos = sql.SQL("SELECT DISTINCT ON (card_token) card_token, (extract(epoch FROM event_time) * 1000)::bigint, "
-                       "terminal_id FROM {t} WHERE card_token = ANY(%s) AND channel = 'POS' "
-                       "ORDER BY card_token, event_time DESC").format(t=sql.Identifier(table))
+    millis = sql.SQL("(extract(epoch FROM x.event_time) * 1000)::bigint")
+    # kind: 'row' (a recent transaction), 'geo' (last position), 'pos' (last card-present terminal), 'dev'
+    query = sql.SQL("""
+        SELECT c.card_token, 'row', r.transaction_id, r.t, r.amount_minor, r.currency, r.device_id, r.lat, r.lon,
+               r.channel::text, r.terminal_id, NULL::bigint
+        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
+            SELECT x.transaction_id, {millis} AS t, x.amount_minor, x.currency, x.device_id, x.lat, x.lon,
+                   x.channel, x.terminal_id
+            FROM {t} x WHERE x.card_token = c.card_token ORDER BY x.event_time DESC LIMIT %(rows)s) r
+        UNION ALL
+        SELECT c.card_token, 'geo', NULL, g.t, NULL, NULL, NULL, g.lat, g.lon, NULL, NULL, NULL
+        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
+            SELECT {millis} AS t, x.lat, x.lon FROM {t} x
+            WHERE x.card_token = c.card_token AND x.lat IS NOT NULL AND x.lon IS NOT NULL
+            ORDER BY x.event_time DESC LIMIT 1) g
+        UNION ALL
+        SELECT c.card_token, 'pos', NULL, p.t, NULL, NULL, NULL, NULL, NULL, NULL, p.terminal_id, NULL
+        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
+            SELECT {millis} AS t, x.terminal_id FROM {t} x WHERE x.card_token = c.card_token AND x.channel = 'POS'
+            ORDER BY x.event_time DESC LIMIT 1) p
+        UNION ALL
+        SELECT x.card_token, 'dev', NULL, NULL, NULL, NULL, x.device_id, NULL, NULL, NULL, NULL, count(*)
+        FROM {t} x WHERE x.card_token = ANY(%(cards)s) GROUP BY x.card_token, x.device_id
+        """).format(t=sql.Identifier(table), millis=millis)
 
     def load(tokens: list[str]) -> dict[str, CardHistory]:
         if state["conn"] is None or state["conn"].closed:
             state["conn"] = psycopg.connect(dsn, autocommit=True, application_name="rtfd-flink-card-history")
         conn = state["conn"]
         try:
-            rows = conn.execute(recent, (tokens, ARCHIVE_ROWS_PER_CARD)).fetchall()
-            counts = conn.execute(devices, (tokens,)).fetchall()
-            geos = conn.execute(last_geo, (tokens,)).fetchall()
-            terminals = conn.execute(last_pos, (tokens,)).fetchall()
+            found = conn.execute(query, {"cards": tokens, "rows": ARCHIVE_ROWS_PER_CARD}).fetchall()
         except psycopg.OperationalError:
             conn.close()
             raise
         out: dict[str, CardHistory] = defaultdict(CardHistory)
-        for token, tx, t, amount, currency, device, lat, lon, channel, terminal in rows:
+        rows = sorted((r for r in found if r[1] == "row"), key=lambda r: (r[3], r[2]))  # oldest first
+        for token, _kind, tx, t, amount, currency, device, lat, lon, channel, terminal, _n in rows:
             out[token].remember(tx, t, to_eur(amount, currency), tiny_eur, device, lat, lon, channel, terminal)
-        for token, device, n in counts:
-            out[token].devices[device] = n
-        for token, t, lat, lon in geos:  # older than every loaded entry, or already among them
-            if not out[token].entries or t < out[token].entries[0].t:
-                out[token].last_geo = (t, lat, lon)
-        for token, t, terminal in terminals:
-            if not out[token].entries or t < out[token].entries[0].t:
-                out[token].last_pos = (t, terminal)
+        for token, kind, _tx, t, _a, _c, device, lat, lon, _ch, terminal, n in found:
+            history = out[token]
+            older = not history.entries or t is not None and t < history.entries[0].t  # else among the rows
+            if kind == "dev":
+                history.devices[device] = n
+            elif kind == "geo" and older:
+                history.last_geo = (t, lat, lon)
+            elif kind == "pos" and older:
+                history.last_pos = (t, terminal)
         return dict(out)
 
     return load

@@ -27,6 +27,7 @@ from pyflink.table.expressions import col  # noqa: E402
 from flink.config import JOB_NAME, PROJECT_ROOT, JobConfig, jvm_jars  # noqa: E402
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+BUFFER_TIMEOUT_MS = 10
 log = logging.getLogger(__name__)
 
 
@@ -159,6 +160,9 @@ def make_env(config: JobConfig, *, local: bool, parallelism: int | None = None) 
     # the connector jars must be known before the table environment exists: its class loader is made once
     env_conf = Configuration()
     env_conf.set_string("pipeline.jars", ";".join(jar.as_uri() for jar in jvm_jars()))
+    # a record crossing a keyed exchange (by card, by terminal) waits until its network buffer fills or this
+    # timeout flushes it: Flink's default of 100 ms per exchange would be most of an alert's latency budget
+    env_conf.set_string("execution.buffer-timeout.interval", f"{BUFFER_TIMEOUT_MS} ms")
     t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment(env_conf))
     configure(t_env, config, local=local)
     if parallelism:

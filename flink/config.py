@@ -22,14 +22,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def jdbc_from_dsn(dsn: str) -> tuple[str, str, str]:
-    """postgresql://user:pw@host:port/db?x=y -> (jdbc:postgresql://host:port/db?x=y, user, password)."""
+    """postgresql://user:pw@host:port/db?x=y -> (jdbc:postgresql://host:port/db?x=y&reWriteBatchedInserts=true,
+    user, password). reWriteBatchedInserts: the driver sends a batch of the archive's upserts as multi-row
+    INSERT ... VALUES (...), (...) ON CONFLICT statements instead of one statement per row (the JDBC sink keeps
+    one row per key in a batch, which a multi-row ON CONFLICT DO UPDATE requires)."""
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"not a postgresql:// DSN (scheme {parts.scheme!r})")
     host = parts.hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     port = f":{parts.port}" if parts.port else ""
-    query = f"?{parts.query}" if parts.query else ""
+    params = [p for p in parts.query.split("&") if p and not p.startswith("reWriteBatchedInserts=")]
+    query = "?" + "&".join([*params, "reWriteBatchedInserts=true"])
     url = f"jdbc:postgresql://{host}{port}{parts.path}{query}"
     return url, unquote(parts.username or ""), unquote(parts.password or "")
 

@@ -163,6 +163,9 @@ def make_env(config: JobConfig, *, local: bool, parallelism: int | None = None) 
     # a record crossing a keyed exchange (by card, by terminal) waits until its network buffer fills or this
     # timeout flushes it: Flink's default of 100 ms per exchange would be most of an alert's latency budget
     env_conf.set_string("execution.buffer-timeout.interval", f"{BUFFER_TIMEOUT_MS} ms")
+    # chained operators hand records on without a defensive copy each: none of ours keeps a reference to an
+    # input row (the JDBC sink copies what it buffers when reuse is on; keyed state holds strings and numbers)
+    env_conf.set_string("pipeline.object-reuse", "true")
     t_env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment(env_conf))
     configure(t_env, config, local=local)
     if parallelism:

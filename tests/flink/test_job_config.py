@@ -36,3 +36,13 @@ def test_a_bundle_of_zero_ms_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "0")
     with pytest.raises(ValidationError, match="flink_bundle_ms"):
         Settings()
+
+
+def test_the_archive_url_batches_upserts_into_multi_row_statements():
+    from flink.config import jdbc_from_dsn
+
+    url, user, password = jdbc_from_dsn("postgresql://rtfd_flink:s%40cret@db.example:5432/rtfd?sslmode=require")
+    assert url == "jdbc:postgresql://db.example:5432/rtfd?sslmode=require&reWriteBatchedInserts=true"
+    assert (user, password) == ("rtfd_flink", "s@cret")
+    assert jdbc_from_dsn("postgresql://u@h/db?reWriteBatchedInserts=false")[0] == (
+        "jdbc:postgresql://h/db?reWriteBatchedInserts=true")

@@ -20,6 +20,7 @@ from pyflink.table.types import BigIntType, DoubleType, IntType, VarCharType
 from flink.features import CARD_FEATURES
 
 TERMINAL_STATE_TTL_DAYS = 90
+CARD_STATE_TTL_DAYS = 90
 
 # what card_anomalies reads (flink/sql/features.sql, view card_input), in this order
 CARD_INPUT = ("transaction_id", "card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms",
@@ -30,6 +31,8 @@ COLUMN_TYPES = {
     "transaction_id": DataTypes.STRING(), "card_token": DataTypes.STRING(), "customer_id": DataTypes.STRING(),
     "bank_id": DataTypes.STRING(), "amount_minor": DataTypes.BIGINT(), "currency": DataTypes.STRING(),
     "event_ms": DataTypes.BIGINT(), "amount_eur": DataTypes.DOUBLE(), "device_id": DataTypes.STRING(),
+    "lat": DataTypes.DOUBLE(), "lon": DataTypes.DOUBLE(), "channel": DataTypes.STRING(),
+    "terminal_id": DataTypes.STRING(),
     "hist_n": DataTypes.INT(), "hist_sum_log": DataTypes.DOUBLE(), "hist_sumsq_log": DataTypes.DOUBLE(),
     "hist_span_s": DataTypes.DOUBLE(), "cnt_10m": DataTypes.INT(), "sum_eur_10m": DataTypes.DOUBLE(),
     "tiny_30m": DataTypes.INT(), "distance_km": DataTypes.DOUBLE(), "gap_s": DataTypes.DOUBLE(),
@@ -77,3 +80,16 @@ def terminal_context(keyed: DataStream, span_ms: int) -> DataStream:
         TERMINAL_STATE_TTL_DAYS)
     j_stream = keyed._j_data_stream.process(function, row_type(CONTEXT_COLUMNS).get_java_type_info())
     return DataStream(j_stream.name("terminal context (per-terminal state)").uid("terminal-context-jvm"))
+
+
+
+def card_features(keyed: DataStream, tiny_eur: float, input_columns: tuple[str, ...]) -> DataStream:
+    """Transactions keyed by card_token (flink.job.key_by_column) -> rows of `input_columns` followed by
+    CARD_FEATURES: each transaction's features from its card's history earlier in event time, as
+    flink.features.CardHistory computes them. The JVM function io.rtfd.flink.CardFeatures (jvm/functions) holds
+    the history in Flink keyed state, expiring after CARD_STATE_TTL_DAYS without a transaction on the card."""
+    fields = [input_columns.index(c) for c in ("transaction_id", "event_ms", "amount_eur", "device_id", "lat",
+                                               "lon", "channel", "terminal_id")]
+    function = get_gateway().jvm.io.rtfd.flink.CardFeatures(*fields, float(tiny_eur), CARD_STATE_TTL_DAYS)
+    j_stream = keyed._j_data_stream.process(function, row_type((*input_columns, *CARD_FEATURES)).get_java_type_info())
+    return DataStream(j_stream.name("card features (per-card state)").uid("card-features-jvm"))

@@ -1,13 +1,11 @@
 package io.rtfd.flink;
 
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -121,10 +119,7 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
     @Override
     public void open(OpenContext openContext) {
         ValueStateDescriptor<CardState> descriptor = new ValueStateDescriptor<>("card_history", STATE_TYPE);
-        descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofDays(ttlDays))
-                .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build());
+        descriptor.enableTimeToLive(StateExpiry.afterDaysWithoutWrite(ttlDays));
         card = getRuntimeContext().getState(descriptor);
     }
 

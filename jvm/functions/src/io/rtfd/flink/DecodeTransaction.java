@@ -415,9 +415,4 @@ public class DecodeTransaction extends ScalarFunction {
         throw new RuntimeException("schema registry " + registryUrl + " unreachable for schema id " + schemaId
                 + ": " + error);
     }
-
-    /** For tests: the columns of a decoded row, in order. */
-    public static List<String> columns() {
-        return List.of(COLUMNS);
-    }
 }

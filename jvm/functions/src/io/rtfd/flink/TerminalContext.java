@@ -1,6 +1,5 @@
 package io.rtfd.flink;
 
-import java.time.Duration;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
@@ -10,7 +9,6 @@ import java.util.Set;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
-import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
@@ -55,10 +53,7 @@ public class TerminalContext extends KeyedProcessFunction<Object, Row, Row> {
     public void open(OpenContext openContext) {
         MapStateDescriptor<String, Long> descriptor =
                 new MapStateDescriptor<>("terminal_cards", Types.STRING, Types.LONG);
-        descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofDays(ttlDays))
-                .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .setStateVisibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build());
+        descriptor.enableTimeToLive(StateExpiry.afterDaysWithoutWrite(ttlDays));
         cards = getRuntimeContext().getMapState(descriptor);
     }
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtfd import bench
+from rtfd import bench, topology
 from rtfd.bench.catchup import markdown
+from rtfd.bench.sampler import Sampler, sample
 from services.producer.cli import produce
 
 
@@ -42,3 +43,45 @@ def test_catch_up_report_states_the_world_and_the_alert_share():
     text = markdown(result)
     assert "50,000 customers (cards) per producer" in text
     assert "| alerts written (share of the backlog) | 25 (2.5 %) |" in text
+
+
+def readings(*points: tuple[float, int, int, int]) -> list[dict]:
+    """Sampler readings at (seconds, transactions end offset, archived rows, alerts end offset)."""
+    return [{"t_ms": int(t * 1000), "archived": archived, "lag": 0, topology.TRANSACTIONS: produced,
+             topology.FRAUD_ALERTS: alerts, topology.TRANSACTIONS_DLQ: 0} for t, produced, archived, alerts in points]
+
+
+def test_steady_rates_come_from_the_totals_whatever_the_gaps_between_readings():
+    # a loaded machine: one reading every second, then one 30 s later (slow broker), then one more second
+    first, *rest = readings((0, 1000, 0, 10), (1, 3000, 2000, 12), (31, 63000, 62000, 72), (32, 65000, 64000, 74))
+    samples, last = [], first
+    for now in rest:
+        samples.append(sample(first, last, now, 0.01, {}))
+        last = now
+    assert [round(s["produced_per_s"]) for s in samples] == [2000, 2000, 2000]
+    steady = bench.summarize(samples)
+    assert steady["produced_per_s"] == 2000.0 and steady["archived_per_s"] == 2000.0
+    assert steady["alerts_per_s"] == 2.0 and steady["seconds"] == 31.0 and steady["samples"] == 3
+    # the old way, a mean of per-tick rates, is only right here because every tick kept the same rate
+    skewed = readings((0, 0, 0, 0), (1, 100, 0, 0), (31, 60100, 60000, 0), (32, 60200, 60100, 0))
+    samples = [sample(skewed[0], a, b, 0.01, {}) for a, b in zip(skewed, skewed[1:], strict=False)]
+    assert bench.summarize(samples)["produced_per_s"] == round(60100 / 31, 1)
+    assert round(sum(s["produced_per_s"] for s in samples) / 3) != round(60100 / 31)
+
+
+def test_a_failed_reading_is_noted_and_the_timeline_goes_on(monkeypatch):
+    sampler = Sampler.__new__(Sampler)  # no stack: only the bookkeeping of readings
+    sampler.samples, sampler.errors, sampler._first, sampler._last = [], [], None, None
+    monkeypatch.setattr(sampler, "usage", lambda: {})
+    points = iter(readings((0, 0, 0, 0), (1, 500, 400, 1), (9, 4500, 4400, 9)))
+
+    def flaky() -> dict:
+        raise TimeoutError("list_topics timed out")
+
+    sampler.record(lambda: next(points))
+    sampler.record(lambda: next(points))
+    sampler.record(flaky)
+    sampler.record(lambda: next(points))
+    assert len(sampler.samples) == 2 and sampler.errors and "TimeoutError: list_topics timed out" in sampler.errors[0]
+    assert sampler.samples[-1]["produced_per_s"] == 500.0  # 4,000 over the 8 s the failed tick stretched
+    assert sampler.samples[-1]["produced_total"] == 4500 and sampler.samples[-1]["alerts_total"] == 9

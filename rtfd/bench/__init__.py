@@ -154,6 +154,7 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
         "machine": machine_info(),
         "steady_state": summarize(steady),
+        "sampler_errors": sampler.errors,
         "latency_ms": {
             "produce_to_archive": archive_latency_ms(settings.postgres_dsn, cfg.banks, warm_ms),
             "produce_to_alert": probe.percentiles(after_ms=warm_ms),
@@ -178,13 +179,21 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
 
 
 def summarize(samples: list[dict]) -> dict:
-    if not samples:
+    """Steady-state rates over the span of the samples: each total's growth from the first sample to the
+    last, divided by the time between them. Under full load the sampler's readings come further apart than
+    a second (or fail and are skipped), so an average of per-tick rates would weigh a short tick like a long
+    one; the totals do not care how the span was cut."""
+    if len(samples) < 2:
         return {}
-    n = len(samples)
-    keys = ("produced_per_s", "archived_per_s", "alerts_per_s", "dlq_per_s")
-    out = {k: round(sum(s[k] for s in samples) / n, 1) for k in keys}
+    first, last = samples[0], samples[-1]
+    span_s = (last["t_ms"] - first["t_ms"]) / 1000
+    out = {
+        f"{what}_per_s": round((last[f"{what}_total"] - first[f"{what}_total"]) / span_s, 1)
+        for what in ("produced", "archived", "alerts", "dlq")
+    }
     out["max_consumer_lag"] = max(s["lag"] for s in samples)
-    out["seconds"] = n
+    out["seconds"] = round(span_s, 1)
+    out["samples"] = len(samples)
     return out
 
 

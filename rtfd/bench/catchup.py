@@ -77,10 +77,11 @@ def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print,
             "first_row_after_s": round(first[0] - running, 1) if first else None,
             "drain_s": round(drain_s, 1) if drain_s else None,
             "archived_per_s": round((last[1] - first[1]) / drain_s) if drain_s else None,
-            "alerts": round(sum(s["alerts_per_s"] for s in sampler.samples)),
+            "alerts": sampler.samples[-1]["alerts_total"] if sampler.samples else 0,
         },
         "zero_loss": zero_loss(settings.postgres_dsn, cfg.banks, delivered, archived),
         "per_component": sampler.component_summary(first[2] if first else 0),
+        "sampler_errors": sampler.errors,
         "timeline": sampler.samples,
     }
     stem = cfg.out_dir / f"bench-{cfg.run_id}-catchup"

@@ -22,6 +22,8 @@ def markdown(result: dict) -> str:
         f"| archived/s (steady) | {s.get('archived_per_s')} |",
         f"| alerts/s (steady) | {s.get('alerts_per_s')} |",
         f"| max Kafka lag of the Flink job (committed at checkpoints) | {s.get('max_consumer_lag')} |",
+        f"| sampler readings in the steady window (span s) / failed readings in the run | {s.get('samples')} "
+        f"({s.get('seconds')}) / {len(result.get('sampler_errors', []))} |",
         f"| produce → archive row p50 / p95 / p99 (ms) | {fmt(lat['produce_to_archive'])} |",
         f"| produce → alert p50 / p95 / p99 (ms) | {fmt(lat['produce_to_alert'])} "
         f"({lat['produce_to_alert'].get('alerts', 0)} alerts) |",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 import psutil
 import psycopg
@@ -15,6 +17,8 @@ from rtfd.stack import NativeStack, kafka
 from rtfd.stack.status import consumer_lag
 
 FLINK_GROUP = "rtfd-flink"
+TOPICS = (topology.TRANSACTIONS, topology.FRAUD_ALERTS, topology.TRANSACTIONS_DLQ)
+log = logging.getLogger(__name__)
 
 
 class Sampler(StoppableThread):
@@ -25,6 +29,9 @@ class Sampler(StoppableThread):
         self.samples: list[dict] = []
         self.components = {p.name: p for p in NativeStack(settings).all_known()}
         self._procs: dict[str, psutil.Process] = {}
+        self.errors: list[str] = []  # readings that failed (timed out under load), with their time
+        self._first: dict | None = None  # the first and the latest successful reading
+        self._last: dict | None = None
 
     def topic_total(self, probe: Consumer, topic: str) -> int:
         meta = probe.list_topics(topic, timeout=5).topics[topic]
@@ -54,46 +61,48 @@ class Sampler(StoppableThread):
         # librdkafka clients every second (the group handles carry the group's id and are never subscribed)
         probe = Consumer(self.settings.kafka_client_conf(principal="admin", **{"group.id": "rtfd-bench-probe"}))
         groups: dict[str, Consumer] = {}
-        topics = (topology.TRANSACTIONS, topology.FRAUD_ALERTS, topology.TRANSACTIONS_DLQ)
         try:
             groups[FLINK_GROUP] = kafka.group_handle(self.settings, FLINK_GROUP)
             admin = kafka.admin(self.settings)
             with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
-                last = first = None
                 while not self.stopping.is_set():
                     tick = time.monotonic()
-                    totals = {t: self.topic_total(probe, t) for t in topics}
-                    archived = conn.execute(
-                        "SELECT count(*) FROM transactions WHERE bank_id = ANY(%s)", (self.banks,)
-                    ).fetchone()[0]
-                    lag = sum(
-                        r["lag"]
-                        for r in consumer_lag(self.settings, [FLINK_GROUP], admin, probe, group_handles=groups)
-                        if r["topic"] == topology.TRANSACTIONS
-                    )
-                    now = {"t_ms": int(time.time() * 1000), "archived": archived, **totals}
-                    first = first or now
-                    if last is not None:
-                        dt = (now["t_ms"] - last["t_ms"]) / 1000
-                        self.samples.append({
-                            "t_ms": now["t_ms"],
-                            "produced_per_s": (now[topology.TRANSACTIONS] - last[topology.TRANSACTIONS]) / dt,
-                            "archived_per_s": (archived - last["archived"]) / dt,
-                            "alerts_per_s": (now[topology.FRAUD_ALERTS] - last[topology.FRAUD_ALERTS]) / dt,
-                            "dlq_per_s": (now[topology.TRANSACTIONS_DLQ] - last[topology.TRANSACTIONS_DLQ]) / dt,
-                            "lag": lag,
-                            "archived_total": archived,
-                            # produced since the bench began (all banks) minus archived bench rows
-                            "backlog": now[topology.TRANSACTIONS] - first[topology.TRANSACTIONS] - archived,
-                            "components": self.usage(),
-                        })
-                    else:
-                        self.usage()  # primes psutil's CPU counters
-                    last = now
+                    self.record(lambda: self.read(probe, admin, groups, conn))
                     self.stopping.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
         finally:
             for handle in (probe, *groups.values()):
                 handle.close()
+
+    def record(self, read: Callable[[], dict]) -> None:
+        """Take one reading and append its timeline point. A reading that fails (a broker or the database
+        too slow under full load) is noted in `errors` and skipped; it must not end the timeline, and the
+        next point's rates span the gap."""
+        tick = time.monotonic()
+        try:
+            now = read()
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, the next tick tries again
+            self.errors.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
+            log.warning("bench sampler: reading failed (%s); the next tick tries again", exc)
+            return
+        self._first = self._first or now
+        if self._last is not None:
+            self.samples.append(sample(self._first, self._last, now, time.monotonic() - tick, self.usage()))
+        else:
+            self.usage()  # primes psutil's CPU counters
+        self._last = now
+
+    def read(self, probe: Consumer, admin, groups: dict[str, Consumer], conn: psycopg.Connection) -> dict:
+        """Topic end offsets, archived bench rows and the Flink job's lag on `transactions`, now."""
+        totals = {t: self.topic_total(probe, t) for t in TOPICS}
+        archived = conn.execute(
+            "SELECT count(*) FROM transactions WHERE bank_id = ANY(%s)", (self.banks,)
+        ).fetchone()[0]
+        lag = sum(
+            r["lag"]
+            for r in consumer_lag(self.settings, [FLINK_GROUP], admin, probe, group_handles=groups)
+            if r["topic"] == topology.TRANSACTIONS
+        )
+        return {"t_ms": int(time.time() * 1000), "archived": archived, "lag": lag, **totals}
 
     def component_summary(self, after_ms: int) -> dict:
         rows: dict[str, dict] = {}
@@ -107,3 +116,32 @@ class Sampler(StoppableThread):
             name: {"cpu_pct_mean": round(sum(a["cpu"]) / len(a["cpu"]), 1), "rss_mb_max": max(a["rss"])}
             for name, a in rows.items()
         }
+
+
+def sample(first: dict, last: dict, now: dict, tick_s: float, components: dict) -> dict:
+    """One timeline point: the rates since the previous reading and the totals since the first one.
+
+    Readings are about a second apart on a quiet machine and further apart under full load, so the rates
+    are divided by the real time between readings, and the totals let a summary take its rates over any
+    span (`rtfd.bench.summarize`) instead of averaging the per-tick rates."""
+    dt = (now["t_ms"] - last["t_ms"]) / 1000
+
+    def since(reading: dict, key: str) -> int:
+        return now[key] - reading[key]
+
+    return {
+        "t_ms": now["t_ms"],
+        "produced_per_s": since(last, topology.TRANSACTIONS) / dt,
+        "archived_per_s": since(last, "archived") / dt,
+        "alerts_per_s": since(last, topology.FRAUD_ALERTS) / dt,
+        "dlq_per_s": since(last, topology.TRANSACTIONS_DLQ) / dt,
+        "lag": now["lag"],
+        # totals since the sampler's first reading (all banks for the topics, the bench's banks for the archive)
+        "produced_total": since(first, topology.TRANSACTIONS),
+        "archived_total": now["archived"],
+        "alerts_total": since(first, topology.FRAUD_ALERTS),
+        "dlq_total": since(first, topology.TRANSACTIONS_DLQ),
+        "backlog": since(first, topology.TRANSACTIONS) - now["archived"],
+        "tick_s": round(tick_s, 3),
+        "components": components,
+    }

@@ -6,6 +6,7 @@ passed into its constructor from here rather than read from Settings inside the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -50,6 +51,22 @@ def jvm_jars() -> list[Path]:
             raise FileNotFoundError(f"no {what} in {jvm_dir() / folder}: run `make jars` (needs Maven and a JDK)")
         jars += found
     return jars
+
+
+def shipped_jars(lib_dir: str | None = None) -> list[Path]:
+    """The jars a submission ships with the job (pipeline.jars): jvm_jars() but those the cluster already has
+    in its lib/ folder ($FLINK_LIB_DIR, which Flink's scripts export to a `flink run -py` client).
+
+    The native cluster and the compose image keep the connector jars in lib/ (rtfd.stack.flink links them
+    there), so they are loaded once by the cluster's class loader. Shipped with every job instead, each
+    submission loaded them again in a new user class loader that the pgjdbc driver's registration in
+    java.sql.DriverManager (among others) kept alive: after about nine submissions the TaskManager died of
+    `OutOfMemoryError: Metaspace`. Only the job's own functions travel with it, so a rebuilt
+    jvm/functions takes effect on the next submission without a cluster restart. Without a lib folder (a
+    local mini-cluster, the tests) every jar is shipped."""
+    lib_dir = os.environ.get("FLINK_LIB_DIR") if lib_dir is None else lib_dir
+    in_lib = {jar.name for jar in Path(lib_dir).glob("*.jar")} if lib_dir else set()
+    return [jar for jar in jvm_jars() if jar.name not in in_lib]
 
 
 @dataclass(frozen=True)

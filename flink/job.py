@@ -24,7 +24,7 @@ from pyflink.java_gateway import get_gateway  # noqa: E402
 from pyflink.table import DataTypes, Schema, StatementSet, StreamTableEnvironment  # noqa: E402
 from pyflink.table.expressions import col  # noqa: E402
 
-from flink.config import JOB_NAME, PROJECT_ROOT, JobConfig, jvm_jars  # noqa: E402
+from flink.config import JOB_NAME, PROJECT_ROOT, JobConfig, shipped_jars  # noqa: E402
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 BUFFER_TIMEOUT_MS = 10
@@ -157,9 +157,10 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
 
 
 def make_env(config: JobConfig, *, local: bool, parallelism: int | None = None) -> StreamTableEnvironment:
-    # the connector jars must be known before the table environment exists: its class loader is made once
+    # the job's jars must be known before the table environment exists: its class loader is made once; on a
+    # cluster the connectors are in its lib/ already (flink.config.shipped_jars says why)
     env_conf = Configuration()
-    env_conf.set_string("pipeline.jars", ";".join(jar.as_uri() for jar in jvm_jars()))
+    env_conf.set_string("pipeline.jars", ";".join(jar.as_uri() for jar in shipped_jars()))
     # a record crossing a keyed exchange (by card, by terminal) waits until its network buffer fills or this
     # timeout flushes it: Flink's default of 100 ms per exchange would be most of an alert's latency budget
     env_conf.set_string("execution.buffer-timeout.interval", f"{BUFFER_TIMEOUT_MS} ms")

@@ -282,10 +282,15 @@ class FlinkCluster:
     def _link_lib(self, home: Path) -> None:
         """lib/ = the wheel's lib/ plus opt/flink-python: the JobManager builds a PyFlink job's graph itself
         and needs the Python operators (e.g. ArrowPythonScalarFunctionOperator) on its own classpath, as
-        Flink's PyFlink images arrange. Symlinks, so the wheel stays the one copy."""
+        Flink's PyFlink images arrange; plus the connector jars `make jars` resolved (Kafka, JDBC, the
+        PostgreSQL driver, avro-confluent), loaded once by the cluster instead of again with every submitted
+        job (flink.config.shipped_jars). Symlinks, so the wheel and .jvm stay the one copy."""
+        from rtfd.stack import jvm_dir  # the package imports this module
+
         self.paths.lib.mkdir(parents=True, exist_ok=True)
         wanted = {jar.name: jar for jar in (home / "lib").glob("*.jar")}
         wanted.update({jar.name: jar for jar in (home / "opt").glob("flink-python*.jar")})
+        wanted.update({jar.name: jar for jar in (jvm_dir() / "flink").glob("*.jar")})
         for link in self.paths.lib.iterdir():
             if link.name not in wanted or not link.exists() or link.resolve() != wanted[link.name].resolve():
                 link.unlink()

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
-from flink.config import JobConfig
+from flink.config import JobConfig, jvm_jars, shipped_jars
 from flink.job import configure
 from rtfd.config import Settings
 
@@ -46,3 +46,18 @@ def test_the_archive_url_batches_upserts_into_multi_row_statements():
     assert (user, password) == ("rtfd_flink", "s@cret")
     assert jdbc_from_dsn("postgresql://u@h/db?reWriteBatchedInserts=false")[0] == (
         "jdbc:postgresql://h/db?reWriteBatchedInserts=true")
+
+
+def test_a_cluster_submission_ships_only_the_jars_its_lib_lacks(tmp_path, monkeypatch):
+    every = jvm_jars()
+    connectors = [jar for jar in every if jar.parent.name == "flink"]
+    assert connectors and any(jar.parent.name == "functions" for jar in every)
+    for jar in connectors:  # the cluster's lib/, as rtfd.stack.flink links it
+        (tmp_path / jar.name).symlink_to(jar)
+    shipped = shipped_jars(str(tmp_path))
+    assert [jar.parent.name for jar in shipped] == ["functions"]  # the job's own functions travel with it
+    assert not any("postgresql" in jar.name or "kafka" in jar.name for jar in shipped)
+    monkeypatch.delenv("FLINK_LIB_DIR", raising=False)
+    assert shipped_jars() == every  # a local mini-cluster (no lib folder) gets every jar with the job
+    monkeypatch.setenv("FLINK_LIB_DIR", str(tmp_path))
+    assert shipped_jars() == shipped  # `flink run` exports the cluster's lib folder to the job's client

@@ -85,3 +85,33 @@ def test_a_failed_reading_is_noted_and_the_timeline_goes_on(monkeypatch):
     assert len(sampler.samples) == 2 and sampler.errors and "TimeoutError: list_topics timed out" in sampler.errors[0]
     assert sampler.samples[-1]["produced_per_s"] == 500.0  # 4,000 over the 8 s the failed tick stretched
     assert sampler.samples[-1]["produced_total"] == 4500 and sampler.samples[-1]["alerts_total"] == 9
+
+
+def test_a_component_the_supervisor_restarted_is_not_counted_twice():
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from rtfd.bench.sampler import own_family
+
+    # a supervisor (this test) that restarted a component (a child), which has a worker of its own (a grandchild)
+    component = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                                  "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+                                  "time.sleep(30)"])
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 10
+        while not psutil.Process(component.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = psutil.Process(component.pid).children()[0]
+        supervisor = {p.pid for p in own_family(me, {component.pid})}
+        assert me.pid in supervisor and not {component.pid, worker.pid} & supervisor
+        assert {component.pid, worker.pid} <= {p.pid for p in own_family(me, set())}  # what was counted before
+        assert {p.pid for p in own_family(psutil.Process(component.pid), {me.pid})} == {component.pid, worker.pid}
+    finally:
+        for p in psutil.Process(component.pid).children(recursive=True):
+            p.kill()
+        component.kill()
+        component.wait()

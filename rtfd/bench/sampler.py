@@ -39,12 +39,12 @@ class Sampler(StoppableThread):
 
     def usage(self) -> dict[str, dict]:
         """CPU (% of one core) and RSS (MB) per component, children included (Flink's Python workers)."""
+        roots = {name: managed.process() for name, managed in self.components.items()}
         out = {}
-        for name, managed in self.components.items():
-            proc = managed.process()
+        for name, proc in roots.items():
             if proc is None:
                 continue
-            family = [proc, *proc.children(recursive=True)]
+            family = own_family(proc, {p.pid for other, p in roots.items() if p is not None and other != name})
             cpu = rss = 0.0
             for p in family:
                 try:
@@ -145,3 +145,20 @@ def sample(first: dict, last: dict, now: dict, tick_s: float, components: dict) 
         "tick_s": round(tick_s, 3),
         "components": components,
     }
+
+
+def own_family(proc: psutil.Process, other_components: set[int]) -> list[psutil.Process]:
+    """`proc` and its descendants, except other components and theirs. The supervisor is the parent of every
+    component it restarted (a TaskManager after a crash): counted as its family, that TaskManager's CPU and
+    memory appeared twice in a report, once under its own name and once under the supervisor's."""
+    family, stack = [proc], [proc]
+    while stack:
+        try:
+            children = stack.pop().children()
+        except psutil.Error:
+            continue
+        for child in children:
+            if child.pid not in other_components:
+                family.append(child)
+                stack.append(child)
+    return family

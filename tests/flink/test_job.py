@@ -26,7 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import schemas
 from flink import job
 from flink.config import JobConfig
-from flink.rules.config import load_defaults
+from flink.rules.config import RuleFeed, load_defaults
 from services.producer.simulator import Simulator
 from tests.kafka_helpers import create_topic
 
@@ -192,7 +192,15 @@ def run(stack):
         r.alerts_1 = r.read(r.alerts_topic, avro=True)
         # live rule change: velocity off, then a second phase of velocity bursts
         r.publish_rule("velocity", {"version": 2, "enabled": False})
-        time.sleep(5)
+        # The job's rule feeds (one per Python UDF worker) tail the rules topic every 0.2 s. Wait until a fresh
+        # feed reads the change, then give the job's feeds time to take it even when the CI machine is loaded
+        # (5 s flat was once not enough: phase 2 raised velocity alerts).
+        feed = RuleFeed(config.rule_feed_conf(), r.rules_topic).start()
+        try:
+            wait_for(lambda: feed.rules["velocity"].version == 2, 60, "the rule change on the rules topic")
+        finally:
+            feed.stop()
+        time.sleep(15)
         r.simulate(start + 4 * HOUR + 60_000, start + 6 * HOUR, phase=2, n=3000, scenarios=("velocity_burst",),
                    fraud_rate=0.05)
         # late: card testing with event times three hours behind the watermark (a bank's delayed batch, a

@@ -59,9 +59,9 @@ def shipped_jars(lib_dir: str | None = None) -> list[Path]:
 
     The native cluster and the compose image keep the connector jars in lib/ (rtfd.stack.flink links them
     there), so they are loaded once by the cluster's class loader. Shipped with every job instead, each
-    submission loaded them again in a new user class loader that the pgjdbc driver's registration in
-    java.sql.DriverManager (among others) kept alive: after about nine submissions the TaskManager died of
-    `OutOfMemoryError: Metaspace`. Only the job's own functions travel with it, so a rebuilt
+    submission loaded them again in a new user class loader, and every old loader stayed alive (what pins
+    them is not known; it still pins the now nearly empty loaders): after about nine submissions the
+    TaskManager died of `OutOfMemoryError: Metaspace`. Only the job's own functions travel with it, so a rebuilt
     jvm/functions takes effect on the next submission without a cluster restart. Without a lib folder (a
     local mini-cluster, the tests) every jar is shipped."""
     lib_dir = os.environ.get("FLINK_LIB_DIR") if lib_dir is None else lib_dir

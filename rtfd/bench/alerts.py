@@ -14,6 +14,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from rtfd import topology
 from rtfd.bench import StoppableThread
 from rtfd.config import Settings
+from services.kafka_sink import consume_available
 
 
 def to_ms(value) -> int:
@@ -51,7 +52,7 @@ class AlertLatencyProbe(StoppableThread):
         consumer.subscribe([topology.FRAUD_ALERTS], on_assign=from_end)
         try:
             while not self.stopping.is_set():
-                for msg in consumer.consume(500, timeout=0.5):
+                for msg in consume_available(consumer, 500, timeout=0.5):
                     now_ms = time.time() * 1000
                     if msg.error() is not None:
                         continue

@@ -14,6 +14,7 @@ from confluent_kafka.admin import NewTopic
 
 from rtfd.config import Settings
 from rtfd.stack import kafka
+from services.kafka_sink import consume_available
 
 
 def run_baseline(settings: Settings, records: int, size: int, partitions: int = 6) -> dict:
@@ -48,7 +49,7 @@ def run_baseline(settings: Settings, records: int, size: int, partitions: int = 
         consumed, first, deadline = 0, None, time.monotonic() + 300
         try:
             while consumed < records - undelivered and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=1.0):
+                for msg in consume_available(consumer, 1000, timeout=1.0):
                     if msg.error() is None:
                         first = first or time.perf_counter()
                         consumed += 1

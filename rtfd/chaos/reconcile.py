@@ -23,6 +23,7 @@ from rtfd.bench import archived_ids
 from rtfd.chaos.probes import end_offsets
 from rtfd.config import Settings
 from rtfd.stack import StackError
+from services.kafka_sink import consume_available
 
 
 def read_range(settings: Settings, topic: str, start: dict[int, int], timeout: float = 120.0) -> list:
@@ -39,7 +40,7 @@ def read_range(settings: Settings, topic: str, start: dict[int, int], timeout: f
         while len(reached) < len(todo):
             if time.monotonic() > deadline:
                 raise StackError(f"reading {topic} back did not reach its end offsets within {timeout:.0f}s")
-            for msg in consumer.consume(1000, timeout=1.0):
+            for msg in consume_available(consumer, 1000, timeout=1.0):
                 if msg.error() is not None:
                     continue
                 p = msg.partition()

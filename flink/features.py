@@ -44,33 +44,32 @@ CARD_FEATURES = ("hist_n", "hist_sum_log", "hist_sumsq_log", "hist_span_s", "cnt
                  "distance_km", "gap_s", "device_uses", "device_hist", "prev_pos_terminal", "prev_pos_ms")
 
 
-@dataclass
-class Entry:
-    """One past transaction of the card, as much as the features need."""
-
-    t: int  # event time, ms
-    tx: str  # transaction id: a transaction replayed after a failure is not remembered twice
-    amount_eur: float
-    tiny: bool
-    device: bool  # it carried a device id
-    geo: tuple[float, float] | None  # (lat, lon)
-    pos_terminal: str | None  # card-present terminal
-    log_amount: float | None = None  # log(amount_eur) for the amount profile, None unless amount_eur > 0
+# One past transaction of the card, as much as the features need, as a plain tuple indexed by these names:
+#   T event time (ms); TX transaction id (a transaction replayed after a failure is not remembered twice);
+#   AMOUNT_EUR; TINY (below tiny_eur); DEVICE (it carried a device id); GEO (lat, lon) or None;
+#   POS_TERMINAL the card-present terminal or None; LOG_AMOUNT log(amount_eur) for the amount profile, None
+#   unless amount_eur > 0.
+# A card's entries are a tuple of these tuples, so the cyclic garbage collector tracks one object per card
+# (its CardHistory) instead of every entry: it stops tracking a plain tuple of plain values (not a dataclass
+# instance, nor a NamedTuple, nor a list or set). With entries as dataclass instances in a list, a worker's
+# ~10^6 of them made each full collection pause it for 0.3-0.9 s: the tail of the alert latency
+# (docs/benchmarks.md, session 9).
+T, TX, AMOUNT_EUR, TINY, DEVICE, GEO, POS_TERMINAL, LOG_AMOUNT = range(8)
+Entry = tuple
 
 
 def _time(entry: Entry) -> int:
-    return entry.t
+    return entry[T]
 
 
-@dataclass
+@dataclass(slots=True)
 class CardHistory:
     """A card's recent transactions in event-time order: the last HISTORY_ROWS of them, and at least every
     one of the last TINY_WINDOW_MS behind the newest. Older geo-located and card-present entries survive as
     `last_geo` / `last_pos` (the last ones evicted), so travel and terminal features reach back indefinitely;
     per-device use counts are kept for the card's lifetime (its state lives as long as the card is used)."""
 
-    entries: list[Entry] = field(default_factory=list)
-    ids: set[str] = field(default_factory=set)  # transaction ids among the entries
+    entries: tuple[Entry, ...] = ()  # replaced, never changed in place (see Entry)
     devices: dict[str | None, int] = field(default_factory=dict)
     last_geo: tuple[int, float, float] | None = None  # (t, lat, lon) of the newest evicted geo entry
     last_pos: tuple[int, str] | None = None  # (t, terminal) of the newest evicted card-present entry
@@ -80,30 +79,31 @@ class CardHistory:
         """The features of transaction `tx` at event time `t` from the entries before it, then remember it
         (unless it is remembered already: a replay after a failure, or a row the archive held at load)."""
         at = bisect.bisect_right(self.entries, t, key=_time)  # after its peers: like SQL's ROWS frames
-        known = tx in self.ids
-        before = [e for e in self.entries[:at] if e.tx != tx] if known else self.entries[:at]
+        # remembered already: a transaction replayed (or loaded from the archive) has its event time
+        known = any(e[TX] == tx for e in self.entries[bisect.bisect_left(self.entries, t, key=_time):at])
+        before = [e for e in self.entries[:at] if e[TX] != tx] if known else self.entries[:at]
         hist = before[-HISTORY_ROWS:]
-        logs = [e.log_amount for e in hist if e.log_amount is not None]
-        in10 = [e.amount_eur for e in before if e.t >= t - VELOCITY_WINDOW_MS]
+        logs = [e[LOG_AMOUNT] for e in hist if e[LOG_AMOUNT] is not None]
+        in10 = [e[AMOUNT_EUR] for e in before if e[T] >= t - VELOCITY_WINDOW_MS]
         if not known:
             self.devices[device_id] = self.devices.get(device_id, 0) + 1
-        geo = next(((e.t, *e.geo) for e in reversed(before) if e.geo is not None), None) or self._older(
+        geo = next(((e[T], *e[GEO]) for e in reversed(before) if e[GEO] is not None), None) or self._older(
             self.last_geo, t)
-        pos = next(((e.t, e.pos_terminal) for e in reversed(before) if e.pos_terminal is not None), None) or (
+        pos = next(((e[T], e[POS_TERMINAL]) for e in reversed(before) if e[POS_TERMINAL] is not None), None) or (
             self._older(self.last_pos, t))
         here = lat is not None and lon is not None
         out = {
             "hist_n": len(hist),
             "hist_sum_log": sum(logs),
             "hist_sumsq_log": sum(x * x for x in logs),
-            "hist_span_s": (t - hist[0].t) / 1000.0 if hist else 0.0,
+            "hist_span_s": (t - hist[0][T]) / 1000.0 if hist else 0.0,
             "cnt_10m": len(in10) + 1,
             "sum_eur_10m": sum(in10) + amount_eur,
-            "tiny_30m": sum(1 for e in before if e.tiny and e.t >= t - TINY_WINDOW_MS),
+            "tiny_30m": sum(1 for e in before if e[TINY] and e[T] >= t - TINY_WINDOW_MS),
             "distance_km": distance_km(geo[1], geo[2], lat, lon) if here and geo else None,
             "gap_s": (t - geo[0]) / 1000.0 if here and geo else None,
             "device_uses": self.devices.get(device_id, 1),
-            "device_hist": sum(1 for e in hist if e.device),
+            "device_hist": sum(1 for e in hist if e[DEVICE]),
             "prev_pos_terminal": pos[1] if pos else None,
             "prev_pos_ms": pos[0] if pos else None,
         }
@@ -118,11 +118,10 @@ class CardHistory:
         if at is None:
             at = bisect.bisect_right(self.entries, t, key=_time)
         here = lat is not None and lon is not None
-        self.entries.insert(at, Entry(t, tx, amount_eur, amount_eur < tiny_eur, device_id is not None,
-                                      (lat, lon) if here else None,
-                                      terminal_id if channel == "POS" and terminal_id is not None else None,
-                                      math.log(amount_eur) if amount_eur > 0 else None))
-        self.ids.add(tx)
+        entry = (t, tx, amount_eur, amount_eur < tiny_eur, device_id is not None, (lat, lon) if here else None,
+                 terminal_id if channel == "POS" and terminal_id is not None else None,
+                 math.log(amount_eur) if amount_eur > 0 else None)
+        self.entries = (*self.entries[:at], entry, *self.entries[at:])
         self._evict()
 
     @staticmethod
@@ -130,17 +129,17 @@ class CardHistory:
         return kept if kept is not None and kept[0] <= t else None
 
     def _evict(self) -> None:
-        horizon = self.entries[-1].t - TINY_WINDOW_MS
+        horizon = self.entries[-1][T] - TINY_WINDOW_MS
         drop = 0
-        while len(self.entries) - drop > HISTORY_ROWS and self.entries[drop].t < horizon:
+        while len(self.entries) - drop > HISTORY_ROWS and self.entries[drop][T] < horizon:
             drop += 1
         for e in self.entries[:drop]:  # oldest first: the last one seen is the newest evicted
-            self.ids.discard(e.tx)
-            if e.geo is not None:
-                self.last_geo = (e.t, *e.geo)
-            if e.pos_terminal is not None:
-                self.last_pos = (e.t, e.pos_terminal)
-        del self.entries[:drop]
+            if e[GEO] is not None:
+                self.last_geo = (e[T], *e[GEO])
+            if e[POS_TERMINAL] is not None:
+                self.last_pos = (e[T], e[POS_TERMINAL])
+        if drop:
+            self.entries = self.entries[drop:]
 
 
 ARCHIVE_ROWS_PER_CARD = 200  # loaded per card: HISTORY_ROWS and, unless a card ran wild, its last 30 minutes
@@ -230,7 +229,7 @@ def archive_loader(dsn: str, table: str, tiny_eur: float) -> CardLoader:
             out[token].remember(tx, t, to_eur(amount, currency), tiny_eur, device, lat, lon, channel, terminal)
         for token, kind, _tx, t, _a, _c, device, lat, lon, _ch, terminal, n in found:
             history = out[token]
-            older = not history.entries or t is not None and t < history.entries[0].t  # else among the rows
+            older = not history.entries or t is not None and t < history.entries[0][T]  # else among the rows
             if kind == "dev":
                 history.devices[device] = n
             elif kind == "geo" and older:

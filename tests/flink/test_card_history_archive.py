@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from flink.features import ARCHIVE_ROWS_PER_CARD, HISTORY_ROWS, CardCache, archive_loader
+from flink.features import ARCHIVE_ROWS_PER_CARD, HISTORY_ROWS, TX, CardCache, archive_loader
 
 pytestmark = pytest.mark.stack
 MIN = 60_000
@@ -43,7 +43,7 @@ def test_a_card_first_seen_gets_its_archived_history(stack, archive):
     histories = load(["a", "b", "never-seen"])
     assert set(histories) == {"a", "b"}
     a = histories["a"]
-    assert len(a.entries) <= ARCHIVE_ROWS_PER_CARD and a.entries[-1].tx == f"a-{ARCHIVE_ROWS_PER_CARD + 39}"
+    assert len(a.entries) <= ARCHIVE_ROWS_PER_CARD and a.entries[-1][TX] == f"a-{ARCHIVE_ROWS_PER_CARD + 39}"
     assert a.devices["dev-a"] == sum(1 for i in range(ARCHIVE_ROWS_PER_CARD + 40) if i % 3)  # lifetime count
     assert a.last_pos == (T0, "T-1") and a.last_geo == (T0, 52.5, 13.4)  # older than the rows loaded
 

@@ -87,10 +87,8 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
     if config.dlq:
         inserts.append("dlq")
     if config.detect:
-        t_env.create_temporary_function(
-            "evaluate_rules", udfs.evaluate_rules(config.rule_feed_conf(), config.rules_topic))
-        t_env.create_temporary_function(
-            "encode_alert", udfs.encode_alert(config.registry_url, config.alerts_subject))
+        t_env.create_temporary_function("raise_alerts", udfs.raise_alerts(
+            config.rule_feed_conf(), config.rules_topic, config.registry_url, config.alerts_subject))
         for statement in sql_statements("features", variables):  # card_input
             t_env.execute_sql(statement)
         keyed_state(t_env, config)

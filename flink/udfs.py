@@ -13,18 +13,12 @@ from pyflink.table.udf import ScalarFunction, udf
 from flink.features import CARD_FEATURES
 from flink.stateful import sql_row_type
 
-VERDICT_TYPE = DataTypes.ROW([
-    DataTypes.FIELD("alert_id", DataTypes.STRING()),
-    DataTypes.FIELD("rules", DataTypes.ARRAY(DataTypes.STRING())),
-    DataTypes.FIELD("score", DataTypes.DOUBLE()),
-    DataTypes.FIELD("severity", DataTypes.STRING()),
-    DataTypes.FIELD("reasons", DataTypes.ARRAY(DataTypes.STRING())),
-])
 
-
-class EvaluateRules(ScalarFunction):
-    """evaluate_rules(<feature columns of flink.rules.engine.FEATURES>) -> ROW<alert_id, rules, score, severity,
-    reasons>, null fields when no rule fired. Rules: defaults.json + the live `fraud-rules` topic."""
+class EvaluateRules:
+    """The rules over rows of flink.rules.engine.FEATURES columns -> alert_id, rules, score, severity, reasons
+    (flink.rules.engine.evaluate; null where no rule fired), with the rules of defaults.json and the live
+    `fraud-rules` topic. Rule pass 1 (CardAnomalies) and pass 2 (RaiseAlerts) each hold one; open() starts its
+    rule feed in the Python worker."""
 
     def __init__(self, kafka_conf: dict[str, str], rules_topic: str):
         self.kafka_conf = kafka_conf  # the rule feed's librdkafka configuration (JobConfig.rule_feed_conf)
@@ -55,15 +49,18 @@ class EvaluateRules(ScalarFunction):
             self.feed.stop()
 
 
-def evaluate_rules(kafka_conf: dict[str, str], rules_topic: str):
-    return udf(EvaluateRules(kafka_conf, rules_topic), result_type=VERDICT_TYPE, func_type="pandas")
+class RaiseAlerts(ScalarFunction):
+    """raise_alerts(<flink.rules.engine.FEATURES columns>, card_token, customer_id, bank_id, amount_minor,
+    currency, event_ms) -> BYTES: rule pass 2 over an anomaly in its terminal context and, where a rule fired,
+    the alert in the fraud_alert contract and Confluent wire format (flink.alerts); null where none fired.
 
+    One Python step. As two UDFs (evaluate, then encode) with the SQL filter between them, the planner made two
+    Python operators, and an alert waited for a bundle in each (docs/benchmarks.md, session 9)."""
 
-class EncodeAlert(ScalarFunction):
-    """encode_alert(alert_id, transaction_id, card_token, customer_id, bank_id, rules, score, severity, reasons,
-    amount_minor, currency, event_ms) -> BYTES: the alert in Confluent wire format (see flink.alerts)."""
+    CONTEXT = ("card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms")
 
-    def __init__(self, registry_url: str, subject: str):
+    def __init__(self, kafka_conf: dict[str, str], rules_topic: str, registry_url: str, subject: str):
+        self.rules = EvaluateRules(kafka_conf, rules_topic)
         self.registry_url = registry_url
         self.subject = subject
         self.encoder = None
@@ -73,20 +70,32 @@ class EncodeAlert(ScalarFunction):
         from flink.alerts import AlertEncoder, registered_id
 
         self.encoder = AlertEncoder(registered_id(self.registry_url, self.subject, schemas.fraud_alert_schema()))
-        freeze_survivors_of_full_collections()
+        self.rules.open(function_context)
 
     def eval(self, *columns):
         import pandas as pd
 
-        from flink.alerts import AlertEncoder
+        from flink.rules.engine import FEATURES
 
-        names = [*AlertEncoder.FIELDS[:-1]]
-        frame = pd.DataFrame({name: c.reset_index(drop=True) for c, name in zip(columns, names, strict=True)})
-        return self.encoder.encode_frame(frame)
+        verdict = self.rules.eval(*columns[:len(FEATURES)])
+        context = pd.DataFrame({name: c.reset_index(drop=True)
+                                for c, name in zip(columns[len(FEATURES):], self.CONTEXT, strict=True)})
+        fired = verdict["rules"].notna().to_numpy()
+        out = pd.Series([None] * len(verdict), dtype=object)
+        if fired.any():
+            alerts = pd.concat([verdict[fired].reset_index(drop=True), context[fired].reset_index(drop=True)], axis=1)
+            alerts["transaction_id"] = columns[0].reset_index(drop=True)[fired].reset_index(drop=True)
+            alerts["event_time"] = alerts["event_ms"]
+            out[fired] = self.encoder.encode_frame(alerts[list(self.encoder.FIELDS[:-1])]).to_numpy()
+        return out
+
+    def close(self):
+        self.rules.close()
 
 
-def encode_alert(registry_url: str, subject: str):
-    return udf(EncodeAlert(registry_url, subject), result_type=DataTypes.BYTES(), func_type="pandas")
+def raise_alerts(kafka_conf: dict[str, str], rules_topic: str, registry_url: str, subject: str):
+    return udf(RaiseAlerts(kafka_conf, rules_topic, registry_url, subject), result_type=DataTypes.BYTES(),
+               func_type="pandas")
 
 
 CARD_ANOMALY_TYPE = sql_row_type((*CARD_FEATURES, "suspect_terminal", "first_severity"))

@@ -81,7 +81,7 @@ CREATE TEMPORARY TABLE pg_archive (
 );
 
 -- Alerts in exactly the registered contract (schemas/avro/fraud_alert-v1.avsc). The value bytes are
--- encoded by the encode_alert UDF (flink/alerts.py explains why not the avro-confluent format); key = card.
+-- encoded by the raise_alerts UDF (flink/alerts.py explains why not the avro-confluent format); key = card.
 CREATE TEMPORARY TABLE kafka_alerts (
   card_token  STRING,
   alert_value BYTES,

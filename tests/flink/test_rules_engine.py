@@ -8,18 +8,25 @@ code, without Flink.
 from __future__ import annotations
 
 import collections
+import io
+import json
 import math
 from itertools import count
+from types import SimpleNamespace
 
+import fastavro
 import pandas as pd
 import pytest
+from pyflink.table import DataTypes
 from pyflink.table.types import create_arrow_schema
 from pyflink.table.utils import pandas_to_arrow
 
+import schemas
+from flink.alerts import AlertEncoder
 from flink.features import CARD_FEATURES, reference_features
 from flink.rules.config import apply_override, load_defaults
 from flink.rules.engine import FEATURES, alert_id, evaluate, first_pass, poisson_sf
-from flink.udfs import CARD_ANOMALY_TYPE, VERDICT_TYPE
+from flink.udfs import CARD_ANOMALY_TYPE, RaiseAlerts
 from services.producer.simulator import Simulator
 
 RULES = load_defaults()
@@ -108,12 +115,26 @@ def test_poisson_tail():
     assert poisson_sf([20], [6.0])[0] < 1e-4
 
 
-def test_verdict_converts_to_the_udf_arrow_type():
-    out = verdict([features(), features(tiny_30m=4, amount_eur=900.0)])
-    batch = pandas_to_arrow(create_arrow_schema(["f0"], [VERDICT_TYPE]), "UTC", [VERDICT_TYPE], [out])
-    rows = batch.column(0).to_pylist()
-    assert rows[0] == {"alert_id": None, "rules": None, "score": None, "severity": None, "reasons": None}
-    assert rows[1]["rules"] == ["amount_anomaly@1", "card_testing@1"] and rows[1]["severity"] == "HIGH"
+def test_raise_alerts_encodes_where_rules_fired_and_is_null_elsewhere():
+    """raise_alerts, rule pass 2 and the encoding in one Python step: the contract's bytes (Confluent wire
+    format) where a rule fired, null where none did, as the UDF hands them to Arrow."""
+    step = RaiseAlerts({}, "fraud-rules", "http://registry.invalid", "fraud-alerts-value")
+    step.rules.feed = SimpleNamespace(rules=RULES)  # what open() gives: a caught-up rule feed
+    step.encoder = AlertEncoder(7)  # and the registered schema id
+    rows = pd.DataFrame([features(), features(transaction_id="t-2", tiny_30m=4, amount_eur=900.0)])
+    context = pd.DataFrame({"card_token": ["c-1", "c-2"], "customer_id": ["C-1", "C-2"], "bank_id": ["b", "b"],
+                            "amount_minor": [3000, 90000], "currency": ["EUR", "EUR"],
+                            "event_ms": [1_741_000_000_000, 1_741_000_001_000]})
+    out = step.eval(*(rows[c] for c in FEATURES), *(context[c] for c in RaiseAlerts.CONTEXT))
+    batch = pandas_to_arrow(create_arrow_schema(["f0"], [DataTypes.BYTES()]), "UTC", [DataTypes.BYTES()], [out])
+    quiet, flagged = batch.column(0).to_pylist()
+    assert quiet is None and flagged[:5] == b"\x00\x00\x00\x00\x07"
+    schema = fastavro.parse_schema(json.loads(schemas.fraud_alert_schema()))
+    alert = fastavro.schemaless_reader(io.BytesIO(flagged[5:]), schema, schema)
+    assert (alert["alert_id"], alert["transaction_id"], alert["card_token"]) == (alert_id("t-2"), "t-2", "c-2")
+    assert alert["rules"] == ["amount_anomaly@1", "card_testing@1"] and alert["severity"] == "HIGH"
+    assert len(alert["reasons"]) == 2 and alert["amount_minor"] == 90000
+    assert int(alert["event_time"].timestamp() * 1000) == 1_741_000_001_000
 
 
 def test_first_pass_names_the_suspect_terminal_and_the_severity_of_anomalies_only():

@@ -147,8 +147,7 @@ class CardAnomalies(ScalarFunction):
         from flink.features import CardCache, archive_loader
 
         self.cache = CardCache(archive_loader(self.archive_dsn, self.archive_table, self.tiny_eur), self.tiny_eur)
-        self.rules.open(function_context)
-        freeze_survivors_of_full_collections()
+        self.rules.open(function_context)  # also freezes the worker's survivors of full collections
 
     def eval(self, *columns):
         import pandas as pd

@@ -15,7 +15,7 @@ import pytest
 import schemas
 from services.producer.scenarios import flight_ms
 from services.producer.simulator import FRAUD_SCENARIOS, LEGIT_PATTERNS, Simulator, activity_weight
-from services.producer.tokenization import Card, card_token, generate_pan
+from services.producer.tokenization import Card, card_token, generate_pan, luhn_check_digit
 from services.producer.world import bank_iin, city_distance, distance_km
 from services.transactions import luhn_valid, validate_transaction
 
@@ -183,6 +183,17 @@ def test_pans_never_appear_in_records_or_serialized_bytes():
                 assert not DIGIT_RUN.search(value), (name, value)
     customers = repr(s.world.customers)
     assert not [pan for pan in pans if pan in customers]
+
+
+@pytest.mark.parametrize("length", [12, 13, 14, 15, 18])
+def test_luhn_check_digit_is_the_one_digit_that_completes_a_luhn_number(length):
+    import random
+
+    rng = random.Random(length)
+    for _ in range(200):
+        partial = "".join(str(rng.randrange(10)) for _ in range(length))
+        valid = [d for d in "0123456789" if luhn_valid(partial + d)]
+        assert valid == [luhn_check_digit(partial)]
 
 
 def test_card_token_is_a_stable_hmac():

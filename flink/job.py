@@ -92,6 +92,10 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
         for statement in sql_statements("features", variables):  # card_input
             t_env.execute_sql(statement)
         keyed_state(t_env, config)
+        # The planner gives each Python operator the Python options of the moment it translates it, and
+        # keyed_state's to_data_stream has translated pass 1: from here on only raise_alerts' operator is
+        # translated (at execute), with its own bundle time.
+        t_env.get_config().set("python.fn-execution.bundle.time", str(config.alert_bundle_ms))
         inserts.append("alerts")
     for name in inserts:  # views the INSERTs read are created on the way
         for statement in sql_statements(name, variables):

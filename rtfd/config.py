@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     larger bundles drain a backlog faster (less per-batch overhead), each row may wait up to this long per step."""
     flink_bundle_size: int = Field(1000, ge=1)
     """Most rows in one bundle (and one Arrow batch) of the fraud job's Python steps."""
+    flink_alert_bundle_ms: int = Field(5, ge=1)
+    """Bundle time of the job's last Python step, rule pass 2 and the alert encoding (flink/udfs.py
+    raise_alerts), which sees only the anomalies (~1 % of the transactions): its bundles hold a row or two
+    whatever their length, so a short one costs little CPU and each alert waits less."""
     kafka_secure: bool | None = None
     """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext.
     Unset: what the state folder's cluster was formatted with, secure for a new one (see kafka_sasl)."""

@@ -30,6 +30,37 @@ def test_producers_get_the_world_size_rate_and_fraud_rate(monkeypatch, tmp_path:
         assert params["schema_version"] == ("2" if i % 2 else "1")
 
 
+def test_without_customers_the_world_grows_with_the_rate_so_each_card_pays_every_150_s(monkeypatch, tmp_path):
+    assert bench.BenchConfig(producers=2, tps=2000.0).cards_per_producer == 150_000
+    assert bench.BenchConfig(producers=4, tps=2000.0).cards_per_producer == 75_000
+    assert bench.BenchConfig(producers=2, tps=20.0).cards_per_producer == bench.MAX_RATE_CARDS  # never tiny
+    assert bench.BenchConfig(producers=2, tps=None).cards_per_producer == bench.MAX_RATE_CARDS
+    assert bench.BenchConfig(producers=2, tps=2000.0, customers=1234).cards_per_producer == 1234
+    started = []
+    monkeypatch.setattr(bench, "Popen", lambda cmd, **kw: started.append(cmd))
+    bench.start_producers(bench.BenchConfig(producers=2, tps=2000.0, run_id="auto"), tmp_path)
+    assert [produce.make_context("produce", cmd[4:]).params["customers"] for cmd in started] == [150_000] * 2
+
+
+def test_a_producer_that_dies_before_sending_stops_the_bench_with_its_bank_named(tmp_path: Path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    cfg = bench.BenchConfig(producers=2, run_id="dead")
+    (tmp_path / f"{cfg.banks[0]}.ids").write_text("")  # the first one is sending
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]),
+             subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])]
+    try:
+        with pytest.raises(RuntimeError, match=f"{cfg.banks[1]}.*exited before sending"):
+            bench.wait_producing(cfg, tmp_path, procs)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def test_catch_up_report_states_the_world_and_the_alert_share():
     result = {
         "run_id": "r", "command": "rtfd bench --backlog 1000", "machine": {"cpus": 2, "memory_gb": 23.5,
@@ -115,3 +146,60 @@ def test_a_component_the_supervisor_restarted_is_not_counted_twice():
             p.kill()
         component.kill()
         component.wait()
+
+
+def test_the_archive_counter_counts_each_row_of_its_banks_once_as_readings_go_on(stack):
+    """Against the stack's PostgreSQL: rows stamped long ago, rows stamped just now, rows of another bank and
+    a row that became visible after a later reading than its stamp (a slow insert) each count once, however
+    many readings there are."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from rtfd.bench.sampler import ArchiveCounter
+    from tests.dashboards.seed import insert_transaction, new_bank
+
+    ours, other = new_bank(), new_bank()
+    counter = ArchiveCounter([ours])
+    with psycopg.connect(stack.postgres_dsn, autocommit=True) as conn:
+        now = conn.execute("SELECT now()").fetchone()[0]
+
+        def insert(bank: str, stamped_s_ago: float, n: int = 1) -> None:
+            at = now - timedelta(seconds=stamped_s_ago)
+            for _ in range(n):
+                insert_transaction(conn, bank, datetime(2026, 1, 1, tzinfo=UTC), processed_at=at)
+
+        assert counter.read(conn) == 0
+        insert(ours, 3600, 3)
+        insert(other, 0, 5)
+        assert counter.read(conn) == 3
+        insert(ours, 0, 2)
+        assert counter.read(conn) == 5
+        assert counter.read(conn) == 5  # rerunning changes nothing: settled rows are not counted twice
+        insert(ours, ArchiveCounter.SETTLE_S / 2)  # stamped before the last reading, visible only now
+        insert(ours, 0, 4)
+        assert counter.read(conn) == 10
+        assert counter.read(conn) == 10
+        assert counter.settled <= 10
+
+
+def test_the_bench_producers_get_a_row_of_their_own_beside_the_components():
+    import subprocess
+    import sys
+    import time
+
+    from rtfd.bench.sampler import LOAD_ROW
+
+    sampler = Sampler.__new__(Sampler)  # no stack: no components, only the load it is told to watch
+    sampler.components, sampler.load, sampler._procs = {}, [], {}
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        sampler.watch_load([p.pid for p in busy] + [2**22 + 1])  # a pid that is gone is skipped
+        sampler.usage()  # primes the CPU counters
+        time.sleep(0.5)
+        row = sampler.usage()[LOAD_ROW]
+        assert len(sampler.load) == 2 and row["cpu_pct"] > 0 and row["rss_mb"] > 0
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()

@@ -23,6 +23,10 @@ import psycopg
 
 from rtfd.config import Settings
 
+CARD_PAYS_EVERY_S = 150
+MAX_RATE_CARDS = 2000
+READY_TIMEOUT_S = 300
+
 
 @dataclass
 class BenchConfig:
@@ -31,7 +35,7 @@ class BenchConfig:
     duration: float = 60.0
     warmup: float = 15.0
     fraud_rate: float = 0.005
-    customers: int = 2000  # per producer (bank): the cards the load spreads over
+    customers: int | None = None  # per producer (bank): the cards the load spreads over; None: cards_per_producer
     baseline: bool = True
     out_dir: Path = Path("bench-results")
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
@@ -40,6 +44,17 @@ class BenchConfig:
     @property
     def banks(self) -> list[str]:
         return [f"{self.bank_prefix}-{self.run_id}-{i}" for i in range(self.producers)]
+
+    @property
+    def cards_per_producer(self) -> int:
+        """`customers`, or enough cards that each pays about once per CARD_PAYS_EVERY_S at the asked rate
+        (MAX_RATE_CARDS at max rate). A fixed small world turns a long run at a high rate into a velocity storm:
+        at 2,000 tx/s, 100,000 cards pay about once a minute each and fill their 10-minute windows."""
+        if self.customers:
+            return self.customers
+        if not self.tps:
+            return MAX_RATE_CARDS
+        return max(MAX_RATE_CARDS, round(self.tps / self.producers * CARD_PAYS_EVERY_S))
 
 
 def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -> list[Popen]:
@@ -50,7 +65,7 @@ def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -
     for i, bank in enumerate(cfg.banks):
         cmd = [
             sys.executable, "-m", "rtfd.cli", "produce", "--bank", bank, "--tps", str(per_producer), *until,
-            "--fraud-rate", str(cfg.fraud_rate), "--customers", str(cfg.customers), "--seed", str(1000 + i),
+            "--fraud-rate", str(cfg.fraud_rate), "--customers", str(cfg.cards_per_producer), "--seed", str(1000 + i),
             "--schema-version", "2" if i % 2 else "1", "--ids-out", str(ids_dir / f"{bank}.ids"),
             "--label-delay", "5",
         ]  # fmt: skip
@@ -58,6 +73,19 @@ def start_producers(cfg: BenchConfig, ids_dir: Path, count: int | None = None) -
         # leftovers (a crashed TaskManager's Python workers) must never count it among them
         procs.append(Popen(cmd, stdout=open(ids_dir / f"{bank}.log", "wb"), stderr=-2, start_new_session=True))
     return procs
+
+
+def wait_producing(cfg: BenchConfig, ids_dir: Path, procs: list[Popen]) -> None:
+    """Until every producer has built its world and starts sending (it opens its --ids-out file then): a world
+    of 150,000 cards takes seconds to build, which must not count as load."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not all((ids_dir / f"{bank}.ids").exists() for bank in cfg.banks):
+        failed = [bank for bank, p in zip(cfg.banks, procs, strict=True) if p.poll() is not None]
+        if failed:
+            raise RuntimeError(f"producer(s) {failed} exited before sending; their logs are in {ids_dir}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"producers not sending after {READY_TIMEOUT_S}s; their logs are in {ids_dir}")
+        time.sleep(0.2)
 
 
 def delivered_ids(cfg: BenchConfig, ids_dir: Path) -> set[str]:
@@ -134,9 +162,12 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
     probe.start()
     sampler.start()
     say(f"bench {cfg.run_id}: {cfg.producers} producer(s), "
-        f"{'max rate' if not cfg.tps else f'{cfg.tps:.0f} tx/s'}, {cfg.duration:.0f}s (warm-up {cfg.warmup:.0f}s)")
-    t0_ms = int(time.time() * 1000)
+        f"{'max rate' if not cfg.tps else f'{cfg.tps:.0f} tx/s'}, {cfg.duration:.0f}s (warm-up {cfg.warmup:.0f}s), "
+        f"{cfg.cards_per_producer:,} cards per producer")
     procs = start_producers(cfg, ids_dir)
+    sampler.watch_load([p.pid for p in procs])
+    wait_producing(cfg, ids_dir, procs)
+    t0_ms = int(time.time() * 1000)
     for p in procs:
         p.wait(timeout=cfg.duration + 300)
     say("producers done; waiting for the pipeline to drain")
@@ -151,7 +182,8 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
     result = {
         "run_id": cfg.run_id,
         "command": " ".join(sys.argv),
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+        "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+                   "customers": cfg.cards_per_producer},
         "machine": machine_info(),
         "steady_state": summarize(steady),
         "sampler_errors": sampler.errors,

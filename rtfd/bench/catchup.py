@@ -70,7 +70,7 @@ def run_catchup(settings: Settings, cfg: BenchConfig, backlog: int, say=print,
         "mode": "catch-up",
         "command": " ".join(sys.argv),
         "config": {"producers": cfg.producers, "backlog": len(delivered), "fraud_rate": cfg.fraud_rate,
-                   "customers": cfg.customers},
+                   "customers": cfg.cards_per_producer},
         "machine": machine_info(),
         "catch_up": {
             "job_running_after_s": round(running - submitted, 1),

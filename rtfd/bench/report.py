@@ -14,7 +14,8 @@ def markdown(result: dict) -> str:
         f"### rtfd bench {result['run_id']}",
         "",
         f"`{result['command']}` — {m['cpus']} cores, {m['memory_gb']} GB, Python {m['python']}; "
-        f"{cfg['producers']} producer(s) at {rate} for {cfg['duration']:.0f}s, warm-up {cfg['warmup']:.0f}s excluded",
+        f"{cfg['producers']} producer(s) at {rate} for {cfg['duration']:.0f}s, warm-up {cfg['warmup']:.0f}s excluded, "
+        f"{cfg.get('customers') or 2000:,} cards per producer",
         "",
         "| metric | value |",
         "|---|---|",

@@ -28,17 +28,20 @@ PAN_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 REDACTED = "<redacted: looks like a card number>"
 
 
-def luhn_valid(digits: str) -> bool:
-    """True when a digit string passes the Luhn check that every card number satisfies."""
-    if not digits.isdigit():
-        return False
+def luhn_sum(digits: str) -> int:
+    """The Luhn sum of a digit string: every second digit from the right doubled (less 9 when above 9)."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = int(ch)
         if i % 2 == 1:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
-    return total % 10 == 0
+    return total
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when a digit string passes the Luhn check that every card number satisfies."""
+    return digits.isdigit() and luhn_sum(digits) % 10 == 0
 
 
 def contains_pan(text: str) -> bool:

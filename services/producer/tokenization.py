@@ -11,18 +11,14 @@ import hashlib
 import hmac
 import random
 
+from services.transactions import luhn_sum
+
 
 def luhn_check_digit(partial: str) -> str:
-    """The digit that makes partial + digit Luhn-valid: once it is appended, every second digit of `partial`
-    from its right end is doubled (one pass, where trying all ten digits took ten; big bench worlds build
-    hundreds of thousands of cards)."""
-    total = 0
-    for i, ch in enumerate(reversed(partial)):
-        d = int(ch)
-        if i % 2 == 0:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str(-total % 10)
+    """The digit that makes partial + digit Luhn-valid. A trailing 0 adds nothing to the Luhn sum and puts
+    every digit of `partial` where the check digit leaves it; one pass, where trying all ten digits took ten
+    (big bench worlds build hundreds of thousands of cards)."""
+    return str(-luhn_sum(partial + "0") % 10)
 
 
 def generate_pan(rng: random.Random, iin: str, length: int = 16) -> str:

@@ -166,7 +166,13 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
         f"{cfg.cards_per_producer:,} cards per producer")
     procs = start_producers(cfg, ids_dir)
     sampler.watch_load([p.pid for p in procs])
-    wait_producing(cfg, ids_dir, procs)
+    try:
+        wait_producing(cfg, ids_dir, procs)
+    except Exception:
+        for p in procs:  # a bench that stops must not leave load running behind it
+            p.kill()
+            p.wait()
+        raise
     t0_ms = int(time.time() * 1000)
     for p in procs:
         p.wait(timeout=cfg.duration + 300)

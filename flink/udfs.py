@@ -58,6 +58,7 @@ class RaiseAlerts(ScalarFunction):
     Python operators, and an alert waited for a bundle in each (docs/benchmarks.md, session 9)."""
 
     CONTEXT = ("card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms")
+    """The columns after the features, which only the alert needs."""
 
     def __init__(self, kafka_conf: dict[str, str], rules_topic: str, registry_url: str, subject: str):
         self.rules = EvaluateRules(kafka_conf, rules_topic)
@@ -78,13 +79,13 @@ class RaiseAlerts(ScalarFunction):
         from flink.rules.engine import FEATURES
 
         verdict = self.rules.eval(*columns[:len(FEATURES)])
-        context = pd.DataFrame({name: c.reset_index(drop=True)
-                                for c, name in zip(columns[len(FEATURES):], self.CONTEXT, strict=True)})
         fired = verdict["rules"].notna().to_numpy()
         out = pd.Series([None] * len(verdict), dtype=object)
         if fired.any():
-            alerts = pd.concat([verdict[fired].reset_index(drop=True), context[fired].reset_index(drop=True)], axis=1)
-            alerts["transaction_id"] = columns[0].reset_index(drop=True)[fired].reset_index(drop=True)
+            # the transaction id is the first feature column; the rest of the alert comes after the features
+            named = zip(("transaction_id", *self.CONTEXT), (columns[0], *columns[len(FEATURES):]), strict=True)
+            context = pd.DataFrame({name: c.to_numpy()[fired] for name, c in named})
+            alerts = pd.concat([verdict[fired].reset_index(drop=True), context], axis=1)
             alerts["event_time"] = alerts["event_ms"]
             out[fired] = self.encoder.encode_frame(alerts[list(self.encoder.FIELDS[:-1])]).to_numpy()
         return out

@@ -202,3 +202,56 @@ def test_the_bench_producers_get_a_row_of_their_own_beside_the_components():
         for p in busy:
             p.kill()
             p.wait()
+
+
+def test_the_latency_timeline_gives_each_window_of_event_time_its_own_percentiles(stack, tmp_path: Path):
+    """Against the stack's PostgreSQL: archive rows in two 10-s windows of event time with known delays, alerts
+    in one of them and in a third; each window's percentiles are its own rows', and the report plots them."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from rtfd.bench.report import write_reports
+    from tests.dashboards.seed import insert_transaction, new_bank
+
+    bank = new_bank()
+    start = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    start_ms = int(start.timestamp() * 1000)
+    with psycopg.connect(stack.postgres_dsn, autocommit=True) as conn:
+        for second, delay_ms in ((1, 100), (2, 100), (3, 300), (12, 1000), (19, 3000)):
+            at = start + timedelta(seconds=second)
+            insert_transaction(conn, bank, at, processed_at=at + timedelta(milliseconds=delay_ms))
+    archive = bench.archive_latency_timeline(stack.postgres_dsn, [bank])
+    assert sorted(archive) == [start_ms, start_ms + 10_000]
+    assert archive[start_ms] == {"rows": 3, "p50": 100.0, "p99": 296.0}  # percentile_cont interpolates
+    assert archive[start_ms + 10_000]["rows"] == 2 and archive[start_ms + 10_000]["p50"] == 2000.0
+
+    alerts = [(start_ms + 5_000, 250.0), (start_ms + 25_000, 400.0), (start_ms + 29_999, 600.0)]
+    timeline = bench.latency_timeline(archive, alerts)
+    assert [w["t_ms"] for w in timeline] == [start_ms, start_ms + 10_000, start_ms + 20_000]
+    assert [w["alerts"]["alerts"] for w in timeline] == [1, 0, 2]
+    assert timeline[0]["alerts"]["p99"] == 250.0 and timeline[2]["alerts"]["p50"] == 600.0
+    assert timeline[2]["archive"] is None  # alerts, but no archive row of that window
+
+    result = {"run_id": "latency", "command": "rtfd bench", "config": {"producers": 1, "tps": 10.0, "duration": 30,
+              "warmup": 0, "customers": 10}, "machine": {"cpus": 2, "memory_gb": 1, "python": "3.11"},
+              "steady_state": {}, "latency_ms": {"produce_to_archive": {}, "produce_to_alert": {}},
+              "zero_loss": {"ok": True, "delivered": 5, "missing": 0, "duplicate_rows": 0}, "per_component": {},
+              "timeline": [{"t_ms": start_ms + 1000 * i, "produced_per_s": 1, "archived_per_s": 1, "alerts_per_s": 0,
+                            "lag": 0} for i in range(30)],
+              "latency_timeline": timeline, "latency_window_s": bench.LATENCY_WINDOW_S}
+    assert all(path.exists() for path in write_reports(result, tmp_path))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtfd.bench.report import plot_latency
+
+    fig, ax = plt.subplots()
+    plot_latency(ax, timeline, start_ms, bench.LATENCY_WINDOW_S)
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    plt.close(fig)
+    assert lines["alert p50"] == ([5.0, 25.0], [250.0, 600.0])  # each window at its middle; none without alerts
+    assert lines["archive row p99"] == ([5.0, 15.0], [296.0, archive[start_ms + 10_000]["p99"]])

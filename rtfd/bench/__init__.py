@@ -150,6 +150,40 @@ def archive_latency_ms(dsn: str, banks: list[str], after_ms: int) -> dict:
     return {"rows": count, **dict(zip(("p50", "p95", "p99"), values, strict=True))}
 
 
+LATENCY_WINDOW_S = 10
+"""The latency timeline's window: transactions grouped by the window their event time falls in."""
+
+
+def archive_latency_timeline(dsn: str, banks: list[str], window_s: int = LATENCY_WINDOW_S) -> dict[int, dict]:
+    """Produce-to-archive-row p50/p99 (ms) per `window_s` window of event time, keyed by the window's start (epoch
+    ms): the tail over the run, beside the whole run's percentiles."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            """
+            SELECT (floor(extract(epoch FROM event_time) / %(w)s) * %(w)s * 1000)::bigint AS window_ms, count(*),
+                   percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM processed_at - event_time) * 1000)
+            FROM transactions WHERE bank_id = ANY(%(banks)s)
+            GROUP BY 1
+            """,
+            {"w": window_s, "banks": banks},
+        ).fetchall()
+    return {window_ms: {"rows": n, "p50": round(pct[0], 1), "p99": round(pct[1], 1)} for window_ms, n, pct in rows}
+
+
+def latency_timeline(archive: dict[int, dict], alerts: list[tuple[int, float]],
+                     window_s: int = LATENCY_WINDOW_S) -> list[dict]:
+    """One entry per window of event time that has archive rows or alerts, oldest first: {"t_ms": window start,
+    "archive": {rows, p50, p99} | None, "alerts": {alerts, p50, p95, p99}} (alerts: (event_time_ms, latency_ms))."""
+    from rtfd.bench.alerts import percentiles
+
+    by_window: dict[int, list[float]] = {}
+    for event_ms, latency in alerts:
+        by_window.setdefault(event_ms // (window_s * 1000) * window_s * 1000, []).append(latency)
+    return [{"t_ms": t, "archive": archive.get(t), "alerts": percentiles(by_window.get(t, []))}
+            for t in sorted(set(archive) | set(by_window))]
+
+
 def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
     from rtfd.bench.alerts import AlertLatencyProbe
     from rtfd.bench.report import write_reports
@@ -201,6 +235,9 @@ def run_bench(settings: Settings, cfg: BenchConfig, say=print) -> dict:
         "producer_exit_codes": [p.returncode for p in procs],
         "per_component": sampler.component_summary(warm_ms),
         "timeline": sampler.samples,
+        "latency_timeline": latency_timeline(archive_latency_timeline(settings.postgres_dsn, cfg.banks),
+                                             probe.arrivals),
+        "latency_window_s": LATENCY_WINDOW_S,
     }
     if cfg.baseline:
         from rtfd.bench.baseline import run_baseline, transaction_record_bytes

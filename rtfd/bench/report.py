@@ -59,7 +59,7 @@ def plot(result: dict, path: Path) -> None:
         return
     t0 = timeline[0]["t_ms"]
     xs = [(s["t_ms"] - t0) / 1000 for s in timeline]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
     for key, label in (("produced_per_s", "produced/s"), ("archived_per_s", "archived/s"),
                        ("alerts_per_s", "alerts/s")):
         top.plot(xs, [s[key] for s in timeline], label=label)
@@ -68,14 +68,32 @@ def plot(result: dict, path: Path) -> None:
     top.set_ylabel("records per second")
     top.legend()
     top.set_title(f"rtfd bench {result['run_id']}")
-    bottom.plot(xs, [s["lag"] for s in timeline], label="Flink consumer lag (records)")
-    bottom.plot(xs, [max(0, s.get("backlog", 0)) for s in timeline], label="not yet archived")
+    middle.plot(xs, [s["lag"] for s in timeline], label="Flink consumer lag (records)")
+    middle.plot(xs, [max(0, s.get("backlog", 0)) for s in timeline], label="not yet archived")
+    middle.set_ylabel("records")
+    middle.legend()
+    plot_latency(bottom, result.get("latency_timeline", []), t0, result.get("latency_window_s", 10))
+    bottom.axvline(warm, color="grey", linestyle="--")
     bottom.set_xlabel("seconds")
-    bottom.set_ylabel("records")
-    bottom.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_latency(ax, windows: list[dict], t0_ms: int, width_s: float) -> None:
+    """p50 and p99 from produce to archive row and to alert, per window of event time (bench.latency_timeline),
+    each point at its window's middle."""
+    series = (("archive", "p50", "archive row p50", "tab:orange", "-"), ("archive", "p99", "archive row p99",
+              "tab:orange", ":"), ("alerts", "p50", "alert p50", "tab:green", "-"),
+              ("alerts", "p99", "alert p99", "tab:green", ":"))
+    for kind, pct, label, color, style in series:
+        points = [((w["t_ms"] - t0_ms) / 1000 + width_s / 2, w[kind][pct]) for w in windows
+                  if w.get(kind) and w[kind].get(pct) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=label, color=color, linestyle=style)
+    ax.set_ylabel("latency from produce (ms)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
 
 
 def write_reports(result: dict, out_dir: Path) -> list[Path]:

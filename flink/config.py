@@ -100,6 +100,8 @@ class JobConfig:
     """... or this many rows (Settings.flink_bundle_size), which is also the Arrow batch of the pandas UDFs."""
     alert_bundle_ms: int = 5
     """The bundle time of rule pass 2 + alert encoding alone (Settings.flink_alert_bundle_ms)."""
+    card_cache_cards: int = 250_000
+    """Card histories kept in memory per card-feature worker (Settings.flink_card_cache_cards)."""
     archive_dsn: str = field(default="", repr=False)
     """libpq DSN of the archive (same role as the JDBC sink): card histories are loaded from it on first sight."""
 
@@ -111,7 +113,8 @@ class JobConfig:
         kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_sasl else None
         base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password,
                    python_bundle_ms=settings.flink_bundle_ms, python_bundle_size=settings.flink_bundle_size,
-                   alert_bundle_ms=settings.flink_alert_bundle_ms, archive_dsn=settings.component_dsn("flink"))
+                   alert_bundle_ms=settings.flink_alert_bundle_ms, card_cache_cards=settings.flink_card_cache_cards,
+                   archive_dsn=settings.component_dsn("flink"))
         return replace(base, **overrides)
 
     def rule_feed_conf(self) -> dict[str, str]:

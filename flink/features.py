@@ -152,7 +152,7 @@ class CardCache:
     not in memory (first seen since the start, or evicted) is loaded with `load` (the archive), a batch of
     them in one call. Keyed partitioning upstream guarantees each card lives in exactly one cache."""
 
-    def __init__(self, load: CardLoader, tiny_eur: float, max_cards: int = 100_000):
+    def __init__(self, load: CardLoader, tiny_eur: float, max_cards: int = 250_000):
         self.load = load
         self.tiny_eur = tiny_eur
         self.max_cards = max_cards

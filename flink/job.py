@@ -115,7 +115,7 @@ def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
     variables = config.sql_vars()
     t_env.create_temporary_function("card_anomalies", udfs.card_anomalies(
         config.archive_dsn, config.archive_table, float(variables["tiny_eur"]), config.terminal_window_min * 60_000,
-        config.rule_feed_conf(), config.rules_topic))
+        config.rule_feed_conf(), config.rules_topic, config.card_cache_cards))
     card_input = t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT))
     t_env.create_temporary_view("card_input_by_card",
                                 t_env.from_data_stream(key_by_column(t_env.to_data_stream(card_input), "card_token")))

@@ -136,18 +136,24 @@ class CardAnomalies(ScalarFunction):
     from the archive (as the job's own PostgreSQL role) when a card is first seen."""
 
     def __init__(self, archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
-                 kafka_conf: dict[str, str], rules_topic: str):
+                 kafka_conf: dict[str, str], rules_topic: str, max_cards: int):
         self.archive_dsn = archive_dsn
         self.archive_table = archive_table
         self.tiny_eur = tiny_eur
         self.terminal_window_ms = terminal_window_ms
+        self.max_cards = max_cards
         self.rules = EvaluateRules(kafka_conf, rules_topic)
         self.cache = None
 
     def open(self, function_context):
         from flink.features import CardCache, archive_loader
 
-        self.cache = CardCache(archive_loader(self.archive_dsn, self.archive_table, self.tiny_eur), self.tiny_eur)
+        self.cache = CardCache(archive_loader(self.archive_dsn, self.archive_table, self.tiny_eur), self.tiny_eur,
+                               self.max_cards)
+        # per subtask, in Flink's metrics (REST, web UI): how full the cache is and how many cards it read
+        metrics = function_context.get_metric_group()
+        metrics.gauge("cardsCached", lambda: len(self.cache.cards))
+        metrics.gauge("cardsLoadedFromArchive", lambda: self.cache.loaded)
         self.rules.open(function_context)  # also freezes the worker's survivors of full collections
 
     def eval(self, *columns):
@@ -172,6 +178,6 @@ class CardAnomalies(ScalarFunction):
 
 
 def card_anomalies(archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
-                   kafka_conf: dict[str, str], rules_topic: str):
-    return udf(CardAnomalies(archive_dsn, archive_table, tiny_eur, terminal_window_ms, kafka_conf, rules_topic),
-               result_type=CARD_ANOMALY_TYPE, func_type="pandas")
+                   kafka_conf: dict[str, str], rules_topic: str, max_cards: int):
+    return udf(CardAnomalies(archive_dsn, archive_table, tiny_eur, terminal_window_ms, kafka_conf, rules_topic,
+                             max_cards), result_type=CARD_ANOMALY_TYPE, func_type="pandas")

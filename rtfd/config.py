@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """Bundle time of the job's last Python step, rule pass 2 and the alert encoding (flink/udfs.py
     raise_alerts), which sees only the anomalies (~1 % of the transactions): its bundles hold a row or two
     whatever their length, so a short one costs little CPU and each alert waits less."""
+    flink_card_cache_cards: int = Field(250_000, ge=1)
+    """Card histories each of the fraud job's card-feature workers keeps in memory, least recently used evicted
+    beyond it; a card not in memory is loaded from the archive (one query per bundle for its new cards), so a
+    cache smaller than the cards a worker owns turns most transactions into archive reads (docs/flink.md)."""
     kafka_secure: bool | None = None
     """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext.
     Unset: what the state folder's cluster was formatted with, secure for a new one (see kafka_sasl)."""

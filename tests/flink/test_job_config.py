@@ -32,6 +32,20 @@ def test_defaults_keep_bundles_small_for_latency(monkeypatch):
     assert (config.python_bundle_ms, config.python_bundle_size) == (30, 1000)
 
 
+def test_the_card_cache_size_reaches_the_card_feature_workers(monkeypatch):
+    from flink import udfs
+
+    monkeypatch.setenv("RTFD_FLINK_CARD_CACHE_CARDS", "400000")
+    config = JobConfig.from_settings(Settings())
+    assert config.card_cache_cards == 400_000
+    function = udfs.card_anomalies(config.archive_dsn, config.archive_table, 2.5, 60_000, config.rule_feed_conf(),
+                                   config.rules_topic, config.card_cache_cards)
+    assert function._func.max_cards == 400_000  # what open() gives the worker's CardCache
+    monkeypatch.setenv("RTFD_FLINK_CARD_CACHE_CARDS", "0")
+    with pytest.raises(ValidationError, match="flink_card_cache_cards"):
+        Settings()
+
+
 def test_a_bundle_of_zero_ms_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "0")
     with pytest.raises(ValidationError, match="flink_bundle_ms"):

@@ -238,7 +238,12 @@ def server_properties(
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id: 16 bytes in URL-safe base64, never with a leading '-' (as Kafka's own
+    Uuid.randomUuid), which command lines would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaCluster:
@@ -311,7 +316,8 @@ class KafkaCluster:
             if (data / "meta.properties").exists():
                 continue
             cmd = [java, "-cp", kafka_classpath(self.jvm_dir), "kafka.tools.StorageTool", "format",
-                   "-t", cluster_id, "-c", str(props), "--ignore-formatted"]  # fmt: skip
+                   f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted"]  # fmt: skip
+            # (one token: a state folder may hold an id with a leading '-' from before new_cluster_id avoided it)
             passwords = []
             if self.settings.kafka_sasl and "controller" in node.roles:  # the controller bootstraps the users
                 for principal in KAFKA_PRINCIPALS:

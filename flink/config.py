@@ -94,16 +94,11 @@ class JobConfig:
     archive: bool = True
     detect: bool = True
     dlq: bool = True
-    python_bundle_ms: int = 30
-    """Python steps take rows in bundles of at most this many ms (Settings.flink_bundle_ms) ..."""
-    python_bundle_size: int = 1000
-    """... or this many rows (Settings.flink_bundle_size), which is also the Arrow batch of the pandas UDFs."""
     alert_bundle_ms: int = 5
-    """The bundle time of rule pass 2 + alert encoding alone (Settings.flink_alert_bundle_ms)."""
-    card_cache_cards: int = 250_000
-    """Card histories kept in memory per card-feature worker (Settings.flink_card_cache_cards)."""
-    archive_dsn: str = field(default="", repr=False)
-    """libpq DSN of the archive (same role as the JDBC sink): card histories are loaded from it on first sight."""
+    """The job's one Python step, rule pass 2 + alert encoding, takes rows in bundles of at most this many ms
+    (Settings.flink_alert_bundle_ms) ..."""
+    python_bundle_size: int = 1000
+    """... or this many rows (Settings.flink_bundle_size), which is also the Arrow batch of the pandas UDF."""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides) -> JobConfig:
@@ -112,9 +107,7 @@ class JobConfig:
         url, user, password = jdbc_from_dsn(settings.component_dsn("flink"))
         kafka_password = settings.kafka_password(KAFKA_PRINCIPAL) if settings.kafka_sasl else None
         base = cls(settings.kafka_bootstrap, settings.registry, url, user, password, kafka_password=kafka_password,
-                   python_bundle_ms=settings.flink_bundle_ms, python_bundle_size=settings.flink_bundle_size,
-                   alert_bundle_ms=settings.flink_alert_bundle_ms, card_cache_cards=settings.flink_card_cache_cards,
-                   archive_dsn=settings.component_dsn("flink"))
+                   alert_bundle_ms=settings.flink_alert_bundle_ms, python_bundle_size=settings.flink_bundle_size)
         return replace(base, **overrides)
 
     def rule_feed_conf(self) -> dict[str, str]:
@@ -155,6 +148,7 @@ class JobConfig:
             "transactions_topic": quoted(self.transactions_topic),
             "alerts_topic": quoted(self.alerts_topic),
             "dlq_topic": quoted(self.dlq_topic),
+            "rules_topic": quoted(self.rules_topic),
             "alerts_subject": quoted(self.alerts_subject),
             "archive_table": quoted(self.archive_table),
             "group_id": quoted(self.group_id),

@@ -1,31 +1,25 @@
-"""Per-card and per-terminal features, computed on arrival from event-time state.
+"""Per-card and per-terminal features, computed on arrival from event-time state: the Python reference.
 
-The job hash-partitions transactions by card; each subtask keeps the recent history of its cards
-(`CardHistory`) in a `CardCache` in its Python worker, filled from the archive the first time a card shows
-up after a start (the archive holds every transaction up to the last checkpoint; the rest is replayed from
-Kafka, and a transaction seen twice is remembered once). Every transaction gets its features the moment it
-arrives, from the history entries earlier in event time. Nothing waits for a watermark and nothing is
-dropped as late: a transaction delayed by its bank, a backlog drained after an outage, or a file replayed
-with last month's event times is evaluated against its card's history in event-time order like any other.
-(Until 2026-11 the features were event-time OVER windows in Flink SQL, which emit a row only once the
-watermark passes it and silently drop rows behind the watermark: under a lagging producer a fifth of the
-transactions were archived but never evaluated.)
+The job computes them in the JVM, in Flink keyed state (jvm/functions CardFeatures, CardAnomalies and
+TerminalContext), transaction by transaction as these classes do: tests/flink/test_card_features.py and
+test_terminal_context.py hold the two to the same features. These classes run `reference_features`, which unit
+tests and rule tuning use to put the simulator's scenarios through the rule engine without a cluster.
 
-Why not Flink keyed state for the cards: from a Python function in process mode (which the pandas UDFs
-require) every state read and write is a round trip to the JVM; measured, that capped the job at ~400
-transactions/s. The archive already holds each card's history, consistent with the checkpoints (the JDBC
-sink flushes on each), so it is the durable copy and the worker memory a cache of it.
-
-The same classes compute the features of `reference_features`, which unit tests and rule tuning use to run
-the simulator's scenarios through the rule engine without a cluster.
+Every transaction gets its features the moment it arrives, from its card's history earlier in event time.
+Nothing waits for a watermark and nothing is dropped as late: a transaction delayed by its bank, a backlog
+drained after an outage, or a file replayed with last month's event times is evaluated against its card's
+history in event-time order like any other. (Until 2026-11 the features were event-time OVER windows in Flink
+SQL, which emit a row only once the watermark passes it and silently drop rows behind the watermark: under a
+lagging producer a fifth of the transactions were archived but never evaluated.) A transaction seen twice (a
+replay after a failure) is remembered once.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -140,105 +134,6 @@ class CardHistory:
                 self.last_pos = (e[T], e[POS_TERMINAL])
         if drop:
             self.entries = self.entries[drop:]
-
-
-ARCHIVE_ROWS_PER_CARD = 200  # loaded per card: HISTORY_ROWS and, unless a card ran wild, its last 30 minutes
-
-CardLoader = Callable[[list[str]], "dict[str, CardHistory]"]
-
-
-class CardCache:
-    """The histories of the cards one subtask owns, least recently used evicted beyond `max_cards`; a card
-    not in memory (first seen since the start, or evicted) is loaded with `load` (the archive), a batch of
-    them in one call. Keyed partitioning upstream guarantees each card lives in exactly one cache."""
-
-    def __init__(self, load: CardLoader, tiny_eur: float, max_cards: int = 250_000):
-        self.load = load
-        self.tiny_eur = tiny_eur
-        self.max_cards = max_cards
-        self.cards: OrderedDict[str, CardHistory] = OrderedDict()
-        self.loaded = 0  # cards loaded from the archive so far
-
-    def features(self, rows: Iterable[Mapping]) -> list[dict]:
-        """Features of `rows` (dicts with the job's card_input columns), in arrival order."""
-        rows = list(rows)
-        # not `{...} - self.cards.keys()`: that walks every cached card (~5 ms a bundle at 100,000 cards)
-        missing = sorted({r["card_token"] for r in rows if r["card_token"] not in self.cards})
-        if missing:
-            loaded = self.load(missing)
-            self.loaded += len(missing)
-            for token in missing:
-                self.cards[token] = loaded.get(token) or CardHistory()
-        out = []
-        for r in rows:
-            history = self.cards[r["card_token"]]
-            self.cards.move_to_end(r["card_token"])
-            out.append(history.features(r["transaction_id"], r["event_ms"], r["amount_eur"], self.tiny_eur,
-                                        r["device_id"], r["lat"], r["lon"], r["channel"], r["terminal_id"]))
-        while len(self.cards) > self.max_cards:
-            self.cards.popitem(last=False)
-        return out
-
-
-def archive_loader(dsn: str, table: str, tiny_eur: float) -> CardLoader:
-    """Load card histories from the PostgreSQL archive in one query per batch of cards: each card's last
-    ARCHIVE_ROWS_PER_CARD transactions, its last position and last card-present terminal however far back
-    (each an index scan of transactions_card_time_idx, newest first, stopping at its LIMIT), and its lifetime
-    count per device. One connection, reopened when lost."""
-    import psycopg
-    from psycopg import sql
-
-    state = {"conn": None}
-    millis = sql.SQL("(extract(epoch FROM x.event_time) * 1000)::bigint")
-    # kind: 'row' (a recent transaction), 'geo' (last position), 'pos' (last card-present terminal), 'dev'
-    query = sql.SQL("""
-        SELECT c.card_token, 'row', r.transaction_id, r.t, r.amount_minor, r.currency, r.device_id, r.lat, r.lon,
-               r.channel::text, r.terminal_id, NULL::bigint
-        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
-            SELECT x.transaction_id, {millis} AS t, x.amount_minor, x.currency, x.device_id, x.lat, x.lon,
-                   x.channel, x.terminal_id
-            FROM {t} x WHERE x.card_token = c.card_token ORDER BY x.event_time DESC LIMIT %(rows)s) r
-        UNION ALL
-        SELECT c.card_token, 'geo', NULL, g.t, NULL, NULL, NULL, g.lat, g.lon, NULL, NULL, NULL
-        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
-            SELECT {millis} AS t, x.lat, x.lon FROM {t} x
-            WHERE x.card_token = c.card_token AND x.lat IS NOT NULL AND x.lon IS NOT NULL
-            ORDER BY x.event_time DESC LIMIT 1) g
-        UNION ALL
-        SELECT c.card_token, 'pos', NULL, p.t, NULL, NULL, NULL, NULL, NULL, NULL, p.terminal_id, NULL
-        FROM unnest(%(cards)s::text[]) AS c(card_token) CROSS JOIN LATERAL (
-            SELECT {millis} AS t, x.terminal_id FROM {t} x WHERE x.card_token = c.card_token AND x.channel = 'POS'
-            ORDER BY x.event_time DESC LIMIT 1) p
-        UNION ALL
-        SELECT x.card_token, 'dev', NULL, NULL, NULL, NULL, x.device_id, NULL, NULL, NULL, NULL, count(*)
-        FROM {t} x WHERE x.card_token = ANY(%(cards)s) GROUP BY x.card_token, x.device_id
-        """).format(t=sql.Identifier(table), millis=millis)
-
-    def load(tokens: list[str]) -> dict[str, CardHistory]:
-        if state["conn"] is None or state["conn"].closed:
-            state["conn"] = psycopg.connect(dsn, autocommit=True, application_name="rtfd-flink-card-history")
-        conn = state["conn"]
-        try:
-            found = conn.execute(query, {"cards": tokens, "rows": ARCHIVE_ROWS_PER_CARD}).fetchall()
-        except psycopg.OperationalError:
-            conn.close()
-            raise
-        out: dict[str, CardHistory] = defaultdict(CardHistory)
-        rows = sorted((r for r in found if r[1] == "row"), key=lambda r: (r[3], r[2]))  # oldest first
-        for token, _kind, tx, t, amount, currency, device, lat, lon, channel, terminal, _n in rows:
-            out[token].remember(tx, t, to_eur(amount, currency), tiny_eur, device, lat, lon, channel, terminal)
-        for token, kind, _tx, t, _a, _c, device, lat, lon, _ch, terminal, n in found:
-            history = out[token]
-            older = not history.entries or t is not None and t < history.entries[0][T]  # else among the rows
-            if kind == "dev":
-                history.devices[device] = n
-            elif kind == "geo" and older:
-                history.last_geo = (t, lat, lon)
-            elif kind == "pos" and older:
-                history.last_pos = (t, terminal)
-        return dict(out)
-
-    return load
 
 
 @dataclass

@@ -50,12 +50,13 @@ def configure(t_env: StreamTableEnvironment, config: JobConfig, *, local: bool,
     conf.set("table.local-time-zone", "UTC")
     conf.set("pipeline.auto-watermark-interval", "50 ms")
     conf.set("table.exec.source.idle-timeout", f"{config.idle_timeout_ms} ms")
-    # Python UDF workers: same interpreter as this client, our packages on their path, small bundles (latency)
+    # the Python UDF worker (rule pass 2): same interpreter as this client, our packages on its path, small
+    # bundles (latency)
     conf.set("python.executable", sys.executable)
     conf.set("python.client.executable", sys.executable)
     conf.set("python.pythonpath", str(PROJECT_ROOT))
     conf.set("python.execution-mode", "process")
-    conf.set("python.fn-execution.bundle.time", str(config.python_bundle_ms))
+    conf.set("python.fn-execution.bundle.time", str(config.alert_bundle_ms))
     conf.set("python.fn-execution.bundle.size", str(config.python_bundle_size))
     conf.set("python.fn-execution.arrow.batch.size", str(config.python_bundle_size))
     if local:
@@ -92,10 +93,6 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
         for statement in sql_statements("features", variables):  # card_input
             t_env.execute_sql(statement)
         keyed_state(t_env, config)
-        # The planner gives each Python operator the Python options of the moment it translates it, and
-        # keyed_state's to_data_stream has translated pass 1: from here on only raise_alerts' operator is
-        # translated (at execute), with its own bundle time.
-        t_env.get_config().set("python.fn-execution.bundle.time", str(config.alert_bundle_ms))
         inserts.append("alerts")
     for name in inserts:  # views the INSERTs read are created on the way
         for statement in sql_statements(name, variables):
@@ -107,23 +104,18 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
 
 
 def keyed_state(t_env: StreamTableEnvironment, config: JobConfig) -> None:
-    """card_input, hash-partitioned by card_token -> card_anomalies (per-card history in the worker, from the
-    archive on first sight, and rule pass 1) -> `anomalies`, keyed by suspect terminal -> per-terminal Flink
-    state -> `anomalies_in_context`. Both evaluate each row on arrival (flink.features)."""
-    from flink import stateful, udfs
+    """card_input, hash-partitioned by card_token -> rule pass 1 in the JVM (per-card history in Flink keyed
+    state, the rules topic broadcast) -> `anomalies`, keyed by suspect terminal -> per-terminal Flink state ->
+    `anomalies_in_context`. Both evaluate each row on arrival (flink.features); no Python runs per transaction."""
+    from flink import stateful
 
     variables = config.sql_vars()
-    t_env.create_temporary_function("card_anomalies", udfs.card_anomalies(
-        config.archive_dsn, config.archive_table, float(variables["tiny_eur"]), config.terminal_window_min * 60_000,
-        config.rule_feed_conf(), config.rules_topic, config.card_cache_cards))
     card_input = t_env.from_path("card_input").select(*map(col, stateful.CARD_INPUT))
-    t_env.create_temporary_view("card_input_by_card",
-                                t_env.from_data_stream(key_by_column(t_env.to_data_stream(card_input), "card_token")))
-    for statement in sql_statements("anomalies", variables):
-        t_env.execute_sql(statement)
-    anomalies = t_env.from_path("anomalies").select(*map(col, stateful.ANOMALY_COLUMNS))
-    context = stateful.terminal_context(key_by_column(t_env.to_data_stream(anomalies), "terminal_key"),
-                                        config.terminal_span_min * 60_000)
+    by_card = key_by_column(t_env.to_data_stream(card_input), "card_token")
+    rules = t_env.to_changelog_stream(t_env.from_path("kafka_rules"))
+    anomalies = stateful.card_anomalies(by_card, rules, float(variables["tiny_eur"]),
+                                        config.terminal_window_min * 60_000)
+    context = stateful.terminal_context(key_by_column(anomalies, "terminal_key"), config.terminal_span_min * 60_000)
     t_env.create_temporary_view("anomalies_in_context", t_env.from_data_stream(context))
 
 
@@ -132,9 +124,11 @@ def key_by_column(stream: DataStream, column: str) -> DataStream:
     key selector per record). The operator that reads the result gets every row of a key, and only those."""
     jvm = get_gateway().jvm
     j_stream = stream._j_data_stream
-    # the Table API's rows are typed by a DataType; its legacy RowTypeInfo gives field positions by name
-    row_info = jvm.org.apache.flink.table.types.utils.TypeConversions.fromDataTypeToLegacyInfo(
-        j_stream.getType().getDataType())
+    row_info = j_stream.getType()
+    if row_info.getClass().getSimpleName() == "ExternalTypeInfo":
+        # the Table API's rows are typed by a DataType; its legacy RowTypeInfo gives field positions by name
+        row_info = jvm.org.apache.flink.table.types.utils.TypeConversions.fromDataTypeToLegacyInfo(
+            row_info.getDataType())
     keys = jvm.org.apache.flink.api.common.operators.Keys.ExpressionKeys(column, row_info)
     selector = jvm.org.apache.flink.streaming.util.keys.KeySelectorUtil.getSelectorForKeys(
         keys, row_info, j_stream.getExecutionConfig())

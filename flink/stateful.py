@@ -1,12 +1,16 @@
-"""The job's keyed Flink state: per-terminal context of the anomalies, evaluated on each arrival.
+"""The job's keyed Flink state, all of it in the JVM: per-card history with rule pass 1, and per-terminal
+context of the anomalies, each evaluated on arrival.
 
-io.rtfd.flink.TerminalContext (jvm/functions, a Java KeyedProcessFunction) keeps, per suspect terminal, the
-anomalous cards seen there and when, in Flink's keyed state, checkpointed with the job; the stream reaches it
-hash-partitioned by terminal in the JVM (flink.job.key_by_column), so no Python runs per anomaly here. It was a
-Python KeyedProcessFunction until 2026-11: with its Python key selector, two Python steps per anomaly made a
-velocity storm drain at 864/s; 1,160/s with this (docs/benchmarks.md, session 5). The per-card history every
-transaction needs lives in the card_anomalies UDF's cache (flink/features.py says why). Terminal state expires
-after TERMINAL_STATE_TTL_DAYS without an anomaly there. This module also declares the keyed streams' columns.
+io.rtfd.flink.CardAnomalies (jvm/functions, a Java KeyedBroadcastProcessFunction) keeps each card's recent
+history in Flink keyed state, computes the transaction's features as flink.features.CardHistory does and runs
+rule pass 1 (flink.rules.engine.first_pass) with the rules topic broadcast to it; only the anomalies go on.
+io.rtfd.flink.TerminalContext (a Java KeyedProcessFunction) keeps, per suspect terminal, the anomalous cards
+seen there and when. Both streams reach them hash-partitioned in the JVM (flink.job.key_by_column), so no
+Python runs per transaction here. Both were Python until 2026-11: a Python KeyedProcessFunction made a
+velocity storm drain at 864/s (1,160/s with TerminalContext in Java; docs/benchmarks.md, session 5), and rule
+pass 1 as a pandas UDF with a per-worker card cache held every transaction for a Python bundle (session 12).
+State expires after CARD_STATE_TTL_DAYS / TERMINAL_STATE_TTL_DAYS without a write. This module also declares
+the keyed streams' columns.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from flink.features import CARD_FEATURES
 TERMINAL_STATE_TTL_DAYS = 90
 CARD_STATE_TTL_DAYS = 90
 
-# what card_anomalies reads (flink/sql/features.sql, view card_input), in this order
+# what rule pass 1 reads (flink/sql/features.sql, view card_input), in this order
 CARD_INPUT = ("transaction_id", "card_token", "customer_id", "bank_id", "amount_minor", "currency", "event_ms",
               "amount_eur", "device_id", "lat", "lon", "channel", "terminal_id")
-_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns the `anomalies` view passes on
-# every column of the keyed streams and of the card_anomalies UDF's result (flink/udfs.py), with its SQL type
+_PASSED = CARD_INPUT[:8] + ("device_id",)  # input columns rule pass 1 passes on with its anomalies
+# every column of the keyed streams, with its SQL type
 COLUMN_TYPES = {
     "transaction_id": DataTypes.STRING(), "card_token": DataTypes.STRING(), "customer_id": DataTypes.STRING(),
     "bank_id": DataTypes.STRING(), "amount_minor": DataTypes.BIGINT(), "currency": DataTypes.STRING(),
@@ -46,8 +50,8 @@ _TYPE_INFO = {VarCharType: Types.STRING, BigIntType: Types.LONG, IntType: Types.
 # mild burst) are common at any busy terminal and are only evaluated against it
 COUNTED_SEVERITIES = frozenset({"MEDIUM", "HIGH", "CRITICAL"})
 FEATURE_COLUMNS = (*_PASSED, *CARD_FEATURES)
-# what TerminalContext reads (flink/sql/anomalies.sql, view anomalies): the features, the suspect terminal
-# and the anomaly's severity in rule pass 1
+# what rule pass 1 emits and TerminalContext reads: the features, the suspect terminal, the anomaly's pass-1
+# severity and the key of the per-terminal state
 ANOMALY_COLUMNS = (*FEATURE_COLUMNS, "suspect_terminal", "first_severity", "terminal_key")
 CONTEXT_COLUMNS = (*ANOMALY_COLUMNS, "suspect_cards")
 
@@ -93,3 +97,31 @@ def card_features(keyed: DataStream, tiny_eur: float, input_columns: tuple[str, 
     function = get_gateway().jvm.io.rtfd.flink.CardFeatures(*fields, float(tiny_eur), CARD_STATE_TTL_DAYS)
     j_stream = keyed._j_data_stream.process(function, row_type((*input_columns, *CARD_FEATURES)).get_java_type_info())
     return DataStream(j_stream.name("card features (per-card state)").uid("card-features-jvm"))
+
+
+def card_anomalies(keyed: DataStream, rules: DataStream, tiny_eur: float, terminal_window_ms: int) -> DataStream:
+    """Rule pass 1 in the JVM: transactions keyed by card_token (rows of CARD_INPUT) and the rules topic as a
+    changelog of (rule_id, config) -> ANOMALY_COLUMNS rows of the transactions some rule flags. The JVM function
+    io.rtfd.flink.CardAnomalies keeps each card's history in Flink keyed state (as flink.features.CardHistory
+    computes it), the rule overrides in broadcast state, and runs flink.rules.engine.first_pass's rules."""
+    from flink.rules.config import DEFAULTS_FILE
+
+    gateway = get_gateway()
+    jvm = gateway.jvm
+    fields = [CARD_INPUT.index(c) for c in ("transaction_id", "event_ms", "amount_eur", "device_id", "lat", "lon",
+                                            "channel", "terminal_id")]
+    features = jvm.io.rtfd.flink.CardFeatures(*fields, float(tiny_eur), CARD_STATE_TTL_DAYS)
+    passed = jvm.java.util.ArrayList()
+    for column in _PASSED:
+        passed.add(CARD_INPUT.index(column))
+    function = jvm.io.rtfd.flink.CardAnomalies(
+        features, passed, CARD_INPUT.index("card_token"), CARD_INPUT.index("event_ms"),
+        CARD_INPUT.index("amount_eur"), CARD_INPUT.index("device_id"), DEFAULTS_FILE.read_text(),
+        terminal_window_ms, CARD_STATE_TTL_DAYS)
+    descriptors = gateway.new_array(jvm.org.apache.flink.api.common.state.MapStateDescriptor, 1)  # varargs
+    descriptors[0] = jvm.io.rtfd.flink.CardAnomalies.ruleOverrides()
+    broadcast = rules._j_data_stream.broadcast(descriptors)
+    j_stream = keyed._j_data_stream.connect(broadcast).process(
+        function, row_type(ANOMALY_COLUMNS).get_java_type_info())
+    return DataStream(j_stream.name("rule pass 1 (per-card state)").uid("card-anomalies-jvm"))
+

@@ -10,15 +10,12 @@ from __future__ import annotations
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
-from flink.features import CARD_FEATURES
-from flink.stateful import sql_row_type
-
 
 class EvaluateRules:
     """The rules over rows of flink.rules.engine.FEATURES columns -> alert_id, rules, score, severity, reasons
     (flink.rules.engine.evaluate; null where no rule fired), with the rules of defaults.json and the live
-    `fraud-rules` topic. Rule pass 1 (CardAnomalies) and pass 2 (RaiseAlerts) each hold one; open() starts its
-    rule feed in the Python worker."""
+    `fraud-rules` topic. Rule pass 2 (RaiseAlerts) holds one; open() starts its rule feed in the Python
+    worker. (Rule pass 1 runs in the JVM: io.rtfd.flink.CardAnomalies, the rules topic broadcast to it.)"""
 
     def __init__(self, kafka_conf: dict[str, str], rules_topic: str):
         self.kafka_conf = kafka_conf  # the rule feed's librdkafka configuration (JobConfig.rule_feed_conf)
@@ -99,7 +96,6 @@ def raise_alerts(kafka_conf: dict[str, str], rules_topic: str, registry_url: str
                func_type="pandas")
 
 
-CARD_ANOMALY_TYPE = sql_row_type((*CARD_FEATURES, "suspect_terminal", "first_severity"))
 _gc_freezing = False
 
 
@@ -107,15 +103,15 @@ def freeze_survivors_of_full_collections() -> None:
     """Keep what has survived a full garbage collection out of the next ones, in this Python worker.
 
     A full (generation 2) collection walks every object the collector tracks: the worker's framework (Beam,
-    PyFlink, pandas, Arrow; ~150,000 objects) and the card cache (10^5 cards). Measured in the bench at
-    2,000 tx/s, each one paused the worker for 0.15-0.6 s, the tail of the alert latency. gc.freeze() moves
-    the survivors to a generation the collector skips; they are still freed by reference counting when
-    dropped (an evicted card, a finished bundle), only garbage in reference cycles among them is kept, and the
+    PyFlink, pandas, Arrow; ~150,000 objects) and, while rule pass 1 ran in Python, its card cache (10^5
+    cards). Measured in the bench at 2,000 tx/s, each one paused the worker for 0.15-0.6 s, the tail of the
+    alert latency. gc.freeze() moves the survivors to a generation the collector skips; they are still freed
+    by reference counting when dropped (a finished bundle), only garbage in reference cycles among them is kept, and the
     worker makes little: ~55 objects per full collection, measured (docs/benchmarks.md, session 9)."""
     import gc
 
     global _gc_freezing
-    if _gc_freezing:  # once per worker process, whichever UDF opens first
+    if _gc_freezing:  # once per worker process
         return
     _gc_freezing = True
     gc.collect()
@@ -126,58 +122,3 @@ def freeze_survivors_of_full_collections() -> None:
             gc.freeze()
 
     gc.callbacks.append(after_collection)
-
-
-class CardAnomalies(ScalarFunction):
-    """card_anomalies(<flink.stateful.CARD_INPUT columns>) -> ROW<flink.features.CARD_FEATURES, suspect_terminal,
-    first_severity>: each transaction's card features on arrival and rule pass 1 over them, in one Python step
-    (flink.rules.engine.first_pass); first_severity is null when no rule fired. The rows arrive keyed by
-    card_token upstream (flink.job.keyed_state), so each card's history lives in one worker's CardCache, loaded
-    from the archive (as the job's own PostgreSQL role) when a card is first seen."""
-
-    def __init__(self, archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
-                 kafka_conf: dict[str, str], rules_topic: str, max_cards: int):
-        self.archive_dsn = archive_dsn
-        self.archive_table = archive_table
-        self.tiny_eur = tiny_eur
-        self.terminal_window_ms = terminal_window_ms
-        self.max_cards = max_cards
-        self.rules = EvaluateRules(kafka_conf, rules_topic)
-        self.cache = None
-
-    def open(self, function_context):
-        from flink.features import CardCache, archive_loader
-
-        self.cache = CardCache(archive_loader(self.archive_dsn, self.archive_table, self.tiny_eur), self.tiny_eur,
-                               self.max_cards)
-        # per subtask, in Flink's metrics (REST, web UI): how full the cache is and how many cards it read
-        metrics = function_context.get_metric_group()
-        metrics.gauge("cardsCached", lambda: len(self.cache.cards))
-        metrics.gauge("cardsLoadedFromArchive", lambda: self.cache.loaded)
-        self.rules.open(function_context)  # also freezes the worker's survivors of full collections
-
-    def eval(self, *columns):
-        import pandas as pd
-
-        from flink.rules.engine import first_pass
-        from flink.stateful import CARD_INPUT
-
-        frame = pd.DataFrame({name: c.reset_index(drop=True) for c, name in zip(columns, CARD_INPUT, strict=True)})
-        # plain Python rows for the per-card code; pandas' to_dict("records") cost more than the features
-        values = [c.tolist() for c in columns]
-        for name in ("lat", "lon"):  # nullable doubles arrive with NaN for null
-            i = CARD_INPUT.index(name)
-            values[i] = [None if v != v else v for v in values[i]]
-        rows = [dict(zip(CARD_INPUT, row, strict=True)) for row in zip(*values, strict=True)]
-        features = pd.DataFrame.from_records(self.cache.features(rows), columns=list(CARD_FEATURES))
-        verdict = first_pass(frame, features, self.rules.feed.rules, self.terminal_window_ms)
-        return pd.concat([features, verdict], axis=1)
-
-    def close(self):
-        self.rules.close()
-
-
-def card_anomalies(archive_dsn: str, archive_table: str, tiny_eur: float, terminal_window_ms: int,
-                   kafka_conf: dict[str, str], rules_topic: str, max_cards: int):
-    return udf(CardAnomalies(archive_dsn, archive_table, tiny_eur, terminal_window_ms, kafka_conf, rules_topic,
-                             max_cards), result_type=CARD_ANOMALY_TYPE, func_type="pandas")

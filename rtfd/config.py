@@ -46,19 +46,13 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that turns card numbers into card tokens; generated into the state folder if unset."""
     pg_os_user: str = "postgres"
     """Unprivileged OS user that runs initdb/pg_ctl when rtfd runs as root (PostgreSQL refuses root)."""
-    flink_bundle_ms: int = Field(30, ge=1)
-    """The fraud job's Python steps take rows in bundles closed after this many ms (or flink_bundle_size rows):
-    larger bundles drain a backlog faster (less per-batch overhead), each row may wait up to this long per step."""
-    flink_bundle_size: int = Field(1000, ge=1)
-    """Most rows in one bundle (and one Arrow batch) of the fraud job's Python steps."""
     flink_alert_bundle_ms: int = Field(5, ge=1)
-    """Bundle time of the job's last Python step, rule pass 2 and the alert encoding (flink/udfs.py
+    """Bundle time of the fraud job's one Python step, rule pass 2 and the alert encoding (flink/udfs.py
     raise_alerts), which sees only the anomalies (~1 % of the transactions): its bundles hold a row or two
     whatever their length, so a short one costs little CPU and each alert waits less."""
-    flink_card_cache_cards: int = Field(250_000, ge=1)
-    """Card histories each of the fraud job's card-feature workers keeps in memory, least recently used evicted
-    beyond it; a card not in memory is loaded from the archive (one query per bundle for its new cards), so a
-    cache smaller than the cards a worker owns turns most transactions into archive reads (docs/flink.md)."""
+    flink_bundle_size: int = Field(1000, ge=1)
+    """Most rows in one bundle (and one Arrow batch) of that Python step: a backlog of anomalies drains in
+    batches of this size."""
     kafka_secure: bool | None = None
     """SASL/SCRAM listeners and ACLs on the native brokers, SASL in every client; RTFD_KAFKA_SECURE=0: plaintext.
     Unset: what the state folder's cluster was formatted with, secure for a new one (see kafka_sasl)."""

@@ -24,6 +24,7 @@ from flink.config import JOB_NAME
 from rtfd import topology
 from rtfd.config import KAFKA_PRINCIPALS, Settings
 from rtfd.stack import kafka
+from rtfd.stack.flink import FlinkPaths, flink_config
 from services.alerts.config import AlertSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,6 +394,10 @@ def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(servi
         assert "JaasModuleFactory" not in props.get("security.module.factory.classes", "JaasModuleFactory")
     # checkpoints must be where both the JobManager and the TaskManager see them
     props = flink_properties(jm)
+    native = flink_config(Settings(), FlinkPaths(Path("/unused")))
+    for key in ("state.backend.type", "execution.checkpointing.incremental", "execution.checkpointing.interval",
+                "execution.checkpointing.mode", "taskmanager.numberOfTaskSlots", "parallelism.default"):
+        assert props[key] == str(native[key]), key  # the native cluster's values
     checkpoint_dir = props["execution.checkpointing.dir"].removeprefix("file://")
     for service in (jm, tm):
         assert any(v["type"] == "volume" and v["target"] == checkpoint_dir for v in service["volumes"])

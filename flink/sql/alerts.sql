@@ -2,8 +2,8 @@
 -- in the fraud_alert contract in the same Python step (raise_alerts, flink/udfs.py: null when no rule fired).
 -- The record timestamp is the transaction's event time.
 --
--- Two passes of the same rules. Pass 1 runs on every transaction without terminal context and keeps the
--- anomalies (~1% of rows). compromised_terminal needs to know how many distinct anomalous cards paid at the
+-- Two passes of the same rules. Pass 1 runs on every transaction without terminal context, in the JVM
+-- (flink.stateful.card_anomalies), and keeps the anomalies (~1% of rows). compromised_terminal needs to know how many distinct anomalous cards paid at the
 -- same terminal shortly before their anomaly, which only the anomalies themselves can say: keyed by that
 -- terminal, flink.stateful.TerminalContext counts them on arrival (anomalies_in_context.suspect_cards).
 -- Pass 2 re-evaluates just the anomalies with that count, so compromised_terminal is merged into the same

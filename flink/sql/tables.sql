@@ -25,6 +25,22 @@ CREATE TEMPORARY TABLE kafka_transactions (
   'value.fields-include' = 'EXCEPT_KEY'
 );
 
+-- The compacted rules topic as a changelog: key = rule id, value = its JSON override; a tombstone (the rule back
+-- to its default) arrives as a DELETE. Broadcast to rule pass 1 (io.rtfd.flink.CardAnomalies), read from the
+-- beginning on every start: the compacted topic is the current rule set.
+CREATE TEMPORARY TABLE kafka_rules (
+  rule_id STRING,
+  config  STRING,
+  PRIMARY KEY (rule_id) NOT ENFORCED
+) WITH (
+  'connector' = 'upsert-kafka',
+  'topic' = '${rules_topic}',
+  ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
+  'key.format' = 'raw',
+  'value.format' = 'raw',
+  'value.fields-include' = 'EXCEPT_KEY'
+);
+
 -- Dead letters: the original key and bytes, the reason and the origin in headers.
 CREATE TEMPORARY TABLE kafka_dlq (
   record_key   BYTES,

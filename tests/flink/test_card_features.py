@@ -1,6 +1,6 @@
 """The per-card features in Flink keyed state (io.rtfd.flink.CardFeatures, jvm/functions) on a local Flink
 mini-cluster: behind the JVM key selector, the JVM function gives every transaction, in arrival order, the
-features flink.features.CardHistory (what the job's card_anomalies UDF and reference_features run) gives it.
+features flink.features.CardHistory (the Python reference that reference_features runs) gives it.
 Integers and strings must be equal; doubles within 1e-9 relative (Java's Math.log / sin / asin may differ
 from the C library's in the last bit)."""
 
@@ -123,7 +123,7 @@ def simulated(n: int = 3000, seed: int = 7) -> list[dict]:
 
 
 def expected(rows: list[dict]) -> list[dict]:
-    """CardHistory's features of each row, in arrival order (as flink.features.CardCache.features calls it)."""
+    """CardHistory's features of each row, in arrival order (one history per card)."""
     cards: dict[str, CardHistory] = defaultdict(CardHistory)
     return [cards[r["card_token"]].features(r["transaction_id"], r["event_ms"], r["amount_eur"], TINY,
                                             r["device_id"], r["lat"], r["lon"], r["channel"], r["terminal_id"])

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from flink.features import HISTORY_ROWS, CardCache, CardHistory, TerminalHistory
+from flink.features import HISTORY_ROWS, CardHistory, TerminalHistory
 from services.producer.world import distance_km
 
 MIN = 60_000
@@ -87,49 +87,14 @@ def test_terminal_counts_distinct_cards_in_the_span_and_low_anomalies_do_not_cou
     assert terminal.suspect_cards("d", 122 * MIN, span) == 3  # a (1 min) fell out of the span; b, c, d
 
 
-def remembered(*txs: tuple[str, int, float]) -> CardHistory:
+def test_a_replayed_transaction_is_not_counted_twice():
+    """After a failure the job replays from its checkpoint: a replayed row sees the history before it, without
+    itself, and is remembered once."""
     card = CardHistory()
-    for tx, t, eur in txs:
-        card.remember(tx, t, eur, TINY, None, None, None, "ECOM", None)
-    return card
-
-
-def row(tx: str, card: str, t: int, eur: float = 20.0) -> dict:
-    return {"transaction_id": tx, "card_token": card, "event_ms": t, "amount_eur": eur, "device_id": None,
-            "lat": None, "lon": None, "channel": "ECOM", "terminal_id": None}
-
-
-def test_cache_loads_the_cards_it_has_not_seen_once_per_batch():
-    calls = []
-
-    def load(tokens):
-        calls.append(tokens)
-        return {"a": remembered(("a-old", 0, 1.0))}
-
-    cache = CardCache(load, TINY)
-    out = cache.features([row("a-1", "a", MIN, 900.0), row("b-1", "b", MIN), row("a-2", "a", 2 * MIN)])
-    assert calls == [["a", "b"]]
-    assert out[0]["tiny_30m"] == 1 and out[0]["hist_n"] == 1  # a's archived probe counts
-    assert out[1]["hist_n"] == 0 and out[2]["hist_n"] == 2
-    cache.features([row("a-3", "a", 3 * MIN)])
-    assert calls == [["a", "b"]]  # known now
-
-
-def test_a_transaction_the_archive_already_holds_is_not_counted_twice():
-    """After a failure the job replays from its checkpoint; rows after it may already be archived (and loaded
-    with the card): the replayed row sees the history before it, without itself, and is remembered once."""
-    cache = CardCache(lambda tokens: {"a": remembered(("a-1", 0, 1.0), ("a-2", MIN, 1.0))}, TINY)
-    replayed, new = cache.features([row("a-2", "a", MIN, 1.0), row("a-3", "a", 2 * MIN, 900.0)])
+    card.features("a-1", 0, 1.0, TINY, None, None, None, None, None)
+    card.features("a-2", MIN, 1.0, TINY, None, None, None, None, None)
+    replayed = card.features("a-2", MIN, 1.0, TINY, None, None, None, None, None)
+    new = card.features("a-3", 2 * MIN, 900.0, TINY, None, None, None, None, None)
     assert replayed["hist_n"] == 1 and replayed["tiny_30m"] == 1
     assert new["hist_n"] == 2 and new["tiny_30m"] == 2
-    assert len(cache.cards["a"].entries) == 3
-
-
-def test_cache_evicts_the_least_recently_used_card_and_reloads_it():
-    loads = []
-    cache = CardCache(lambda tokens: loads.extend(tokens) or {}, TINY, max_cards=2)
-    for card in ("a", "b", "a", "c"):
-        cache.features([row(f"{card}-{len(loads)}", card, MIN)])
-    assert set(cache.cards) == {"a", "c"}  # b was the least recently used
-    cache.features([row("b-again", "b", 2 * MIN)])
-    assert loads == ["a", "b", "c", "b"]
+    assert len(card.entries) == 3 and card.devices == {None: 3}

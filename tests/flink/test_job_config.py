@@ -13,10 +13,10 @@ from rtfd.config import Settings
 
 
 def test_python_bundles_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "150")
+    monkeypatch.setenv("RTFD_FLINK_ALERT_BUNDLE_MS", "150")
     monkeypatch.setenv("RTFD_FLINK_BUNDLE_SIZE", "5000")
     config = JobConfig.from_settings(Settings())
-    assert (config.python_bundle_ms, config.python_bundle_size) == (150, 5000)
+    assert (config.alert_bundle_ms, config.python_bundle_size) == (150, 5000)
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     configure(t_env, config, local=False)
     options = t_env.get_config()
@@ -26,29 +26,15 @@ def test_python_bundles_come_from_the_environment(monkeypatch):
 
 
 def test_defaults_keep_bundles_small_for_latency(monkeypatch):
-    for name in ("RTFD_FLINK_BUNDLE_MS", "RTFD_FLINK_BUNDLE_SIZE"):
+    for name in ("RTFD_FLINK_ALERT_BUNDLE_MS", "RTFD_FLINK_BUNDLE_SIZE"):
         monkeypatch.delenv(name, raising=False)
     config = JobConfig.from_settings(Settings())
-    assert (config.python_bundle_ms, config.python_bundle_size) == (30, 1000)
-
-
-def test_the_card_cache_size_reaches_the_card_feature_workers(monkeypatch):
-    from flink import udfs
-
-    monkeypatch.setenv("RTFD_FLINK_CARD_CACHE_CARDS", "400000")
-    config = JobConfig.from_settings(Settings())
-    assert config.card_cache_cards == 400_000
-    function = udfs.card_anomalies(config.archive_dsn, config.archive_table, 2.5, 60_000, config.rule_feed_conf(),
-                                   config.rules_topic, config.card_cache_cards)
-    assert function._func.max_cards == 400_000  # what open() gives the worker's CardCache
-    monkeypatch.setenv("RTFD_FLINK_CARD_CACHE_CARDS", "0")
-    with pytest.raises(ValidationError, match="flink_card_cache_cards"):
-        Settings()
+    assert (config.alert_bundle_ms, config.python_bundle_size) == (5, 1000)
 
 
 def test_a_bundle_of_zero_ms_is_refused_by_name(monkeypatch):
-    monkeypatch.setenv("RTFD_FLINK_BUNDLE_MS", "0")
-    with pytest.raises(ValidationError, match="flink_bundle_ms"):
+    monkeypatch.setenv("RTFD_FLINK_ALERT_BUNDLE_MS", "0")
+    with pytest.raises(ValidationError, match="flink_alert_bundle_ms"):
         Settings()
 
 

@@ -125,18 +125,35 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
 
     @Override
     public void processElement(Row value, Context ctx, Collector<Row> out) throws Exception {
+        CardState state = card.value();
+        if (state == null) {
+            state = new CardState();
+        }
+        int arity = value.getArity();
+        Row result = Row.withPositions(value.getKind(), arity + FEATURES);
+        for (int i = 0; i < arity; i++) {
+            result.setField(i, value.getField(i));
+        }
+        if (compute(state, value, result, arity)) {
+            card.update(state);
+        }
+        out.collect(result);
+    }
+
+    /**
+     * The {@link #FEATURES} fields of transaction {@code value} from the card's {@code state}, written into
+     * {@code result} from position {@code at} on; then the transaction is remembered in {@code state}. Returns
+     * false when it was remembered already (a replay): {@code state} is unchanged.
+     */
+    public boolean compute(CardState state, Row value, Row result, int at) {
         String tx = (String) value.getField(txField);
         long t = ((Number) value.getField(timeField)).longValue();
         double amount = ((Number) value.getField(amountField)).doubleValue();
         String device = (String) value.getField(deviceField);
         Double lat = (Double) value.getField(latField);
         Double lon = (Double) value.getField(lonField);
-        CardState state = card.value();
-        if (state == null) {
-            state = new CardState();
-        }
         List<Entry> entries = state.entries;
-        int at = after(entries, t);
+        int insertAt = after(entries, t);
         boolean known = false;
         for (Entry e : entries) {
             if (e.tx.equals(tx)) {
@@ -144,8 +161,8 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
                 break;
             }
         }
-        List<Entry> before = new ArrayList<>(at);
-        for (int i = 0; i < at; i++) {
+        List<Entry> before = new ArrayList<>(insertAt);
+        for (int i = 0; i < insertAt; i++) {
             if (!known || !entries.get(i).tx.equals(tx)) {
                 before.add(entries.get(i));
             }
@@ -225,24 +242,19 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
         }
         boolean here = lat != null && lon != null;
 
-        int arity = value.getArity();
-        Row result = Row.withPositions(value.getKind(), arity + FEATURES);
-        for (int i = 0; i < arity; i++) {
-            result.setField(i, value.getField(i));
-        }
-        result.setField(arity, histN);
-        result.setField(arity + 1, sumLog);
-        result.setField(arity + 2, sumSqLog);
-        result.setField(arity + 3, histN > 0 ? (t - before.get(first).t) / 1000.0 : 0.0);
-        result.setField(arity + 4, cnt10);
-        result.setField(arity + 5, sum10 + amount);
-        result.setField(arity + 6, tiny30);
-        result.setField(arity + 7, here && hasGeo ? distanceKm(geoLat, geoLon, lat, lon) : null);
-        result.setField(arity + 8, here && hasGeo ? (t - geoT) / 1000.0 : null);
-        result.setField(arity + 9, uses != null ? uses : 1);
-        result.setField(arity + 10, deviceHist);
-        result.setField(arity + 11, posTerminal);
-        result.setField(arity + 12, posMs);
+        result.setField(at, histN);
+        result.setField(at + 1, sumLog);
+        result.setField(at + 2, sumSqLog);
+        result.setField(at + 3, histN > 0 ? (t - before.get(first).t) / 1000.0 : 0.0);
+        result.setField(at + 4, cnt10);
+        result.setField(at + 5, sum10 + amount);
+        result.setField(at + 6, tiny30);
+        result.setField(at + 7, here && hasGeo ? distanceKm(geoLat, geoLon, lat, lon) : null);
+        result.setField(at + 8, here && hasGeo ? (t - geoT) / 1000.0 : null);
+        result.setField(at + 9, uses != null ? uses : 1);
+        result.setField(at + 10, deviceHist);
+        result.setField(at + 11, posTerminal);
+        result.setField(at + 12, posMs);
 
         if (!known) {
             String channel = (String) value.getField(channelField);
@@ -257,11 +269,10 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
             entry.lon = here ? lon : null;
             entry.posTerminal = "POS".equals(channel) && terminal != null ? terminal : null;
             entry.logAmount = amount > 0 ? Math.log(amount) : null;
-            entries.add(at, entry);
+            entries.add(insertAt, entry);
             evict(state);
-            card.update(state);
         }
-        out.collect(result);
+        return !known;
     }
 
     /** Where an entry at time {@code t} goes: after every entry at or before it (Python's bisect_right). */

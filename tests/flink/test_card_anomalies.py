@@ -133,3 +133,22 @@ def test_jvm_rules_give_the_reference_verdicts_under_overrides(kept):
            for r, f in zip(rows, feats, strict=True)]
     assert sum(s is not None for s in want) > 20
     assert got == want
+
+
+def test_the_rules_changelog_sets_resets_and_skips_halves_of_updates():
+    mini_cluster()
+    jvm = get_gateway().jvm
+    kinds = jvm.org.apache.flink.types.RowKind
+
+    def change(kind, rule_id, config):
+        row = jvm.org.apache.flink.types.Row.withPositions(kinds.valueOf(kind), 2)
+        row.setField(0, rule_id)
+        row.setField(1, config)
+        result = jvm.io.rtfd.flink.CardAnomalies.ruleChange(row)
+        return None if result is None else list(result)
+
+    assert change("INSERT", "velocity", '{"enabled": false}') == ["velocity", '{"enabled": false}']
+    assert change("UPDATE_AFTER", "velocity", '{"version": 3}') == ["velocity", '{"version": 3}']
+    assert change("UPDATE_BEFORE", "velocity", '{"enabled": false}') is None  # its UPDATE_AFTER follows
+    assert change("DELETE", "velocity", '{"version": 3}') == ["velocity", None]  # a tombstone: the default again
+    assert change("INSERT", None, "{}") is None and change("INSERT", "", "{}") is None

@@ -8,7 +8,6 @@ import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
-import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
@@ -74,10 +73,7 @@ public class CardAnomalies extends KeyedBroadcastProcessFunction<Object, Row, Ro
 
     @Override
     public void open(OpenContext openContext) {
-        ValueStateDescriptor<CardFeatures.CardState> descriptor =
-                new ValueStateDescriptor<>("card_history", CardFeatures.STATE_TYPE);
-        descriptor.enableTimeToLive(StateExpiry.afterDaysWithoutWrite(ttlDays));
-        card = getRuntimeContext().getState(descriptor);
+        card = getRuntimeContext().getState(CardFeatures.historyState(ttlDays));
         defaults = FirstPassRules.fromDefaults(defaultsJson);
         rules = null;
         refused = getRuntimeContext().getMetricGroup().counter("ruleOverridesRefused");
@@ -85,12 +81,12 @@ public class CardAnomalies extends KeyedBroadcastProcessFunction<Object, Row, Ro
 
     @Override
     public void processBroadcastElement(Row record, Context ctx, Collector<Row> out) throws Exception {
-        String ruleId = (String) record.getField(0);
-        // the topic as a changelog: a tombstone arrives as DELETE; an update as UPDATE_BEFORE + UPDATE_AFTER
-        String config = record.getKind() == RowKind.DELETE ? null : (String) record.getField(1);
-        if (ruleId == null || ruleId.isEmpty() || record.getKind() == RowKind.UPDATE_BEFORE) {
+        String[] change = ruleChange(record);
+        if (change == null) {
             return;
         }
+        String ruleId = change[0];
+        String config = change[1];
         BroadcastState<String, String> overrides = ctx.getBroadcastState(ruleOverrides());
         if (config == null) {
             overrides.remove(ruleId);
@@ -105,6 +101,19 @@ public class CardAnomalies extends KeyedBroadcastProcessFunction<Object, Row, Ro
         }
         rules = null;
         LOG.info("rule {} now {}", ruleId, config == null ? "back to its default" : config);
+    }
+
+    /**
+     * What a record of the rules changelog does: {rule id, its override's JSON text}, the text null when the
+     * rule goes back to its default (a tombstone, which arrives as DELETE); null when the record changes
+     * nothing (no rule id, or the UPDATE_BEFORE half of an update, whose UPDATE_AFTER follows).
+     */
+    public static String[] ruleChange(Row record) {
+        String ruleId = (String) record.getField(0);
+        if (ruleId == null || ruleId.isEmpty() || record.getKind() == RowKind.UPDATE_BEFORE) {
+            return null;
+        }
+        return new String[] {ruleId, record.getKind() == RowKind.DELETE ? null : (String) record.getField(1)};
     }
 
     @Override

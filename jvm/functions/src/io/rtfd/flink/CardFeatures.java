@@ -116,11 +116,16 @@ public class CardFeatures extends KeyedProcessFunction<Object, Row, Row> {
         }
     }
 
-    @Override
-    public void open(OpenContext openContext) {
+    /** The card's history in keyed state, gone {@code ttlDays} after the card's last new transaction. */
+    static ValueStateDescriptor<CardState> historyState(int ttlDays) {
         ValueStateDescriptor<CardState> descriptor = new ValueStateDescriptor<>("card_history", STATE_TYPE);
         descriptor.enableTimeToLive(StateExpiry.afterDaysWithoutWrite(ttlDays));
-        card = getRuntimeContext().getState(descriptor);
+        return descriptor;
+    }
+
+    @Override
+    public void open(OpenContext openContext) {
+        card = getRuntimeContext().getState(historyState(ttlDays));
     }
 
     @Override

@@ -27,7 +27,9 @@ CREATE TEMPORARY TABLE kafka_transactions (
 
 -- The compacted rules topic as a changelog: key = rule id, value = its JSON override; a tombstone (the rule back
 -- to its default) arrives as a DELETE. Broadcast to rule pass 1 (io.rtfd.flink.CardAnomalies), read from the
--- beginning on every start: the compacted topic is the current rule set.
+-- beginning on every start: the compacted topic is the current rule set. No consumer group (nothing to
+-- commit); the client ids get a fixed prefix, else Flink makes one of a random 64-bit number, which the log
+-- scan of issue #6 may read as a card number.
 CREATE TEMPORARY TABLE kafka_rules (
   rule_id STRING,
   config  STRING,
@@ -36,6 +38,7 @@ CREATE TEMPORARY TABLE kafka_rules (
   'connector' = 'upsert-kafka',
   'topic' = '${rules_topic}',
   ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
+  'properties.client.id.prefix' = '${group_id}-rules',
   'key.format' = 'raw',
   'value.format' = 'raw',
   'value.fields-include' = 'EXCEPT_KEY'

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 from pyflink.table import EnvironmentSettings, TableEnvironment
@@ -61,3 +63,17 @@ def test_a_cluster_submission_ships_only_the_jars_its_lib_lacks(tmp_path, monkey
     assert shipped_jars() == every  # a local mini-cluster (no lib folder) gets every jar with the job
     monkeypatch.setenv("FLINK_LIB_DIR", str(tmp_path))
     assert shipped_jars() == shipped  # `flink run` exports the cluster's lib folder to the job's client
+
+
+def test_every_kafka_source_names_its_clients():
+    """A Kafka source without a group id or client id prefix gets `KafkaSource-<random 64-bit number>` as its
+    client ids, logged by every Kafka client line: a digit run that is Luhn-valid one time in ten, which the
+    log scan of issue #6 reports as a card number."""
+    from flink.job import SQL_DIR
+
+    tables = re.findall(r"CREATE TEMPORARY TABLE (\w+) \((.*?)\n\);", (SQL_DIR / "tables.sql").read_text(), re.S)
+    kafka = {name: body for name, body in tables if re.search(r"'connector' = '(upsert-)?kafka'", body)}
+    sources = {name: body for name, body in kafka.items() if "'sink." not in body}
+    assert {"kafka_transactions", "kafka_rules"} <= set(sources)
+    for name, body in sources.items():
+        assert "'properties.group.id'" in body or "'properties.client.id.prefix'" in body, name

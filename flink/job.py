@@ -84,6 +84,9 @@ def build_pipeline(t_env: StreamTableEnvironment, config: JobConfig) -> Statemen
     statements = t_env.create_statement_set()
     inserts = []
     if config.archive:
+        # the JDBC sink writes and flushes under one lock, on the thread of whatever task it is chained into:
+        # chained to the source, every flush (each 200 ms, and each checkpoint) held up the alert path too
+        materialize(t_env, "transactions_valid", "transactions_to_archive", partition_by="transaction_id")
         inserts.append("archive")
     if config.dlq:
         inserts.append("dlq")
@@ -135,8 +138,9 @@ def key_by_column(stream: DataStream, column: str) -> DataStream:
     return DataStream(j_stream.keyBy(selector))
 
 
-def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
-    """Register `name`: the rows of `view` behind a DataStream boundary, computed once.
+def materialize(t_env: StreamTableEnvironment, view: str, name: str, *, partition_by: str | None = None) -> None:
+    """Register `name`: the rows of `view` behind a DataStream boundary, computed once; with `partition_by`,
+    hash-partitioned by that column, which also starts a new task (its own thread) for what reads `name`.
 
     The planner inlines a view into every query that reads it and prunes its Python calc per consumer, so a
     Python UDF in a view read twice runs twice per row: `decoded` feeds the archive, the DLQ and the features
@@ -145,6 +149,8 @@ def materialize(t_env: StreamTableEnvironment, view: str, name: str) -> None:
     boundary unchanged."""
     table = t_env.from_path(view)
     stream = t_env.to_data_stream(table)
+    if partition_by:
+        stream = key_by_column(stream, partition_by)
     builder = Schema.new_builder()
     if "rowtime" not in table.get_schema().get_field_names():  # else it crosses as a column of the rows
         builder.column_by_metadata("rowtime", DataTypes.TIMESTAMP_LTZ(3))

@@ -77,3 +77,30 @@ def test_every_kafka_source_names_its_clients():
     assert {"kafka_transactions", "kafka_rules"} <= set(sources)
     for name, body in sources.items():
         assert "'properties.group.id'" in body or "'properties.client.id.prefix'" in body, name
+
+
+def test_the_archive_sink_runs_in_a_task_of_its_own():
+    """The JDBC sink writes and flushes under one lock, on the thread of the task it is chained into. Chained to
+    the Kafka source, each flush (every 200 ms, and at every checkpoint) held up every transaction on its way to
+    the rules. Walking back from the sink over forward edges (what Flink chains) must not reach the source."""
+    import json
+
+    from pyflink.table.explain_detail import ExplainDetail
+
+    from flink import job
+
+    config = JobConfig.from_settings(Settings())
+    t_env = job.make_env(config, local=True, parallelism=1)
+    explained = job.build_pipeline(t_env, config).explain(ExplainDetail.JSON_EXECUTION_PLAN)
+    plan = explained[explained.index("{", explained.index("== Physical Execution Plan ==")):]
+    nodes = {node["id"]: node for node in json.loads(plan)["nodes"]}
+    sink = next(n for n in nodes.values() if n["pact"] == "Data Sink" and "pg_archive" in n["contents"])
+    chained, edges = [sink], []
+    while len(chained[-1].get("predecessors", [])) == 1:
+        edge = chained[-1]["predecessors"][0]
+        edges.append(edge["ship_strategy"])
+        if edge["ship_strategy"] != "FORWARD":
+            break
+        chained.append(nodes[edge["id"]])
+    assert edges[-1] == "HASH", edges  # partitioned by transaction_id
+    assert not any(n["pact"] == "Data Source" for n in chained), [n["contents"] for n in chained]

@@ -396,11 +396,15 @@ def test_flink_cluster_from_the_official_image_with_the_job_submitted_once(servi
     props = flink_properties(jm)
     native = flink_config(Settings(), FlinkPaths(Path("/unused")))
     for key in ("state.backend.type", "execution.checkpointing.incremental", "execution.checkpointing.interval",
-                "execution.checkpointing.mode", "taskmanager.numberOfTaskSlots", "parallelism.default"):
+                "execution.checkpointing.mode", "state.changelog.enabled", "state.changelog.storage",
+                "state.changelog.periodic-materialize.interval", "taskmanager.numberOfTaskSlots",
+                "parallelism.default"):
         assert props[key] == str(native[key]), key  # the native cluster's values
-    checkpoint_dir = props["execution.checkpointing.dir"].removeprefix("file://")
-    for service in (jm, tm):
-        assert any(v["type"] == "volume" and v["target"] == checkpoint_dir for v in service["volumes"])
+    # the checkpoints and the state changelog they point into
+    for key in ("execution.checkpointing.dir", "state.changelog.dstl.dfs.base-path"):
+        folder = props[key].removeprefix("file://")
+        for service in (jm, tm):
+            assert any(v["type"] == "volume" and v["target"] == folder for v in service["volumes"]), key
 
     script = "\n".join(job["command"])
     assert job.get("restart") == "no"

@@ -9,6 +9,12 @@ State backend: `rocksdb` (in flink-dist), with incremental checkpoints to file:/
 The fraud job keeps every card's recent history for 90 days (hundreds of thousands of cards per hour at
 bench rates): on the heap, that outgrows the TaskManager and every checkpoint would copy all of it; RocksDB
 keeps it on local disk, caches the hot part in managed memory and each checkpoint uploads only new files.
+
+The changelog state backend wraps it: every state change is also appended to a log under
+file://<state>/flink/changelog, and a checkpoint persists that log instead of flushing RocksDB's memtables on
+the task's thread. That flush was the checkpoint's synchronous phase, 70-200 ms during which no transaction
+moved (docs/benchmarks.md, session 13). RocksDB's own checkpoint ("materialization") runs every 5 minutes
+in the background, and then the log before it is deleted.
 """
 
 from __future__ import annotations
@@ -78,6 +84,10 @@ class FlinkPaths:
         return self.root / "checkpoints"
 
     @property
+    def changelog(self) -> Path:
+        return self.root / "changelog"
+
+    @property
     def savepoints(self) -> Path:
         return self.root / "savepoints"
 
@@ -114,10 +124,15 @@ def flink_config(settings: Settings, paths: FlinkPaths, java_opts: str = "") -> 
         # state, checkpoints, savepoints
         "state.backend.type": "rocksdb",
         "execution.checkpointing.incremental": "true",
-        # a checkpoint flushes RocksDB's memtables on the task's own thread (its synchronous phase), holding up
-        # every record behind it: small memtables are flushed by RocksDB's background threads as they fill,
-        # leaving the checkpoint little to flush (docs/flink.md)
+        # RocksDB's own checkpoint flushes its memtables on the task's thread, holding up every record behind
+        # it: small memtables are flushed by RocksDB's background threads as they fill, leaving little to flush
         "state.backend.rocksdb.writebuffer.size": "4mb",
+        # ... and the changelog takes that flush off every checkpoint: RocksDB checkpoints ("materializes")
+        # every 5 minutes in the background; a checkpoint persists the state changes since (docs/flink.md)
+        "state.changelog.enabled": "true",
+        "state.changelog.storage": "filesystem",
+        "state.changelog.dstl.dfs.base-path": paths.changelog.as_uri(),
+        "state.changelog.periodic-materialize.interval": "5min",
         "execution.checkpointing.dir": (paths.checkpoints).as_uri(),
         "execution.checkpointing.savepoint-dir": (paths.savepoints).as_uri(),
         "execution.checkpointing.interval": "10s",
@@ -274,8 +289,8 @@ class FlinkCluster:
     # --- the two daemons ------------------------------------------------------------------------------------
     def configure(self) -> None:
         home = flink_home()
-        for folder in (self.paths.conf, self.paths.log, self.paths.checkpoints, self.paths.savepoints,
-                       self.paths.tmp, self.paths.run):
+        for folder in (self.paths.conf, self.paths.log, self.paths.checkpoints, self.paths.changelog,
+                       self.paths.savepoints, self.paths.tmp, self.paths.run):
             folder.mkdir(parents=True, exist_ok=True)
         conf = flink_config(self.settings, self.paths, _default_java_opts(home))
         (self.paths.conf / "config.yaml").write_text(render_yaml(conf))
@@ -381,7 +396,10 @@ class FlinkCluster:
             "-D", f"execution.checkpointing.dir={self.checkpoint_dir(name).as_uri()}",
         ]  # fmt: skip
         if from_path:
-            cmd += ["-s", str(from_path)]
+            # CLAIM: the new job owns the snapshot it starts from, as if it had taken it. The changelog state
+            # backend cannot restore otherwise (NO_CLAIM makes the first checkpoint a full snapshot, which it
+            # cannot take), and a retained checkpoint's files are then released once newer ones subsume it
+            cmd += ["-s", str(from_path), "--claimMode", "claim"]
             if allow_non_restored:
                 cmd.append("-n")
         cmd += ["-py", str(py_file)]

@@ -164,6 +164,10 @@ def test_savepoint_stop_and_restore(cluster: FlinkCluster):
     status = cluster.job_status(restored_id)
     assert status["state"] == "RUNNING"
     assert status.get("restored_from", "").endswith(final.name)
+    # restores claim their snapshot (the changelog state backend needs it), yet a savepoint is the user's
+    # rollback point: it must outlive the checkpoints that subsume it (2 retained)
+    eventually(lambda: cluster.job_status(restored_id)["checkpoints"]["completed"] >= 3, 120, "three checkpoints")
+    assert (final / "_metadata").exists()
 
 
 def test_taskmanager_crash_is_repaired_and_the_job_recovers(stack: Settings, cluster: FlinkCluster):

@@ -110,6 +110,9 @@ CREATE TEMPORARY TABLE kafka_alerts (
   'topic' = '${alerts_topic}',
   ${kafka_security}'properties.bootstrap.servers' = '${bootstrap}',
   'sink.delivery-guarantee' = 'at-least-once',
+  -- send each alert at once: Kafka 4 clients wait 5 ms by default (linger.ms) to fill a batch, and alerts come
+  -- a few a second, so that wait would only add to every alert's latency
+  'properties.linger.ms' = '0',
   'key.format' = 'raw',
   'key.fields' = 'card_token',
   'value.format' = 'raw',

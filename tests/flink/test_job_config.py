@@ -104,3 +104,12 @@ def test_the_archive_sink_runs_in_a_task_of_its_own():
         chained.append(nodes[edge["id"]])
     assert edges[-1] == "HASH", edges  # partitioned by transaction_id
     assert not any(n["pact"] == "Data Source" for n in chained), [n["contents"] for n in chained]
+
+
+def test_alerts_leave_without_waiting_for_a_batch():
+    """Kafka 4 producers linger 5 ms by default to fill a batch; at a few alerts a second nothing fills it,
+    so every alert would just wait."""
+    from flink.job import SQL_DIR
+
+    tables = dict(re.findall(r"CREATE TEMPORARY TABLE (\w+) \((.*?)\n\);", (SQL_DIR / "tables.sql").read_text(), re.S))
+    assert "'properties.linger.ms' = '0'" in tables["kafka_alerts"]

@@ -119,7 +119,11 @@ def flink_config(settings: Settings, paths: FlinkPaths, java_opts: str = "") -> 
         "jobmanager.memory.process.size": "1g",
         "taskmanager.memory.process.size": "2560m",
         "taskmanager.numberOfTaskSlots": 4,
-        "parallelism.default": 2,
+        # one instance of each task: on 2 cores shared with Kafka, PostgreSQL and the producers, a second one
+        # only adds threads, exchanges and a second Python worker; the alerts' p99 at 2,000 tx/s was 195 ms at
+        # parallelism 1 and 256-281 ms at 2 (docs/benchmarks.md, session 13). Raise it (here, or `flink run -p`)
+        # with the cores: the slots are there
+        "parallelism.default": 1,
         "jobmanager.execution.failover-strategy": "region",
         # state, checkpoints, savepoints
         "state.backend.type": "rocksdb",
